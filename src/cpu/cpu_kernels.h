@@ -1,0 +1,74 @@
+// The CPU backend's packed layout and the interface of its per-ISA kernels.
+//
+// Packed layout (one layout for every ISA, so forced-ISA runs share a packing).
+// Columns n are cut into tiles of kTile = 16 (one zmm of float lanes); the
+// last tile may be narrower (width = n % 16). Each tile is one contiguous
+// stream over k, in lines of 8 k; a line is 4 chunks of `width` bytes:
+//
+//   tile t (columns 16t .. 16t+width-1), line l (k = 8l .. 8l+7):
+//     chunk j (0..3), byte c (0..width-1):
+//        low nibble  = q[16t + c][8l + 2j]
+//        high nibble = q[16t + c][8l + 2j + 1]
+//
+//   full tile:  | line 0: c0..c15 (k0,k1) | c0..c15 (k2,k3) | (k4,k5) | (k6,k7) | line 1 ...
+//               \______ 64 bytes = one cache line = 128 weights ______________/
+//
+// So one 16-byte load, zero-extended to 16 int32 lanes, holds two k for 16
+// columns: (v & 15) is k even, (v >> 4) is k odd, already in column order --
+// no shuffle per weight. Tile t starts at byte 8*k*t; the total is exactly
+// n*k/2 bytes (no padding), which lets packed_shape be the wire shape [n, k/2].
+// scales_and_zeros stay the caller's [k/g, n, 2] array, read at matmul time:
+// 16 columns' (scale, zero) pairs are 32 consecutive values.
+//
+// A kernel computes, for one tile, up to kMaxRows rows of A and a group-
+// aligned k range, with the per-group algebra
+//   sum_{k in g} a[k] * (q[k] * s + z')  =  s * sum(a * q) + z' * sum(a),
+//   z' = zero - 8 * scale,
+// where sum(a) per row and group is computed once per call (sum_a) and
+// shared by every column.
+#pragma once
+
+#include <cstdint>
+
+#include "int4mm/int4mm.h"
+
+namespace int4mm::detail::cpu {
+
+constexpr int kTile = 16;     // columns per tile
+constexpr int kMaxRows = 8;   // rows of A per kernel call
+
+// Byte offset of tile t in the packed stream of an n x k weight.
+inline int64_t tile_offset(int64_t t, int64_t k) { return t * kTile * (k / 2); }
+
+struct TileArgs {
+  const uint8_t* w;      // the tile's stream at k0 (lines of 4 * width bytes)
+  int width;             // columns in this tile, 1..16
+  const void* a;         // row 0 of A at k = 0: float32 (or bfloat16 for the bf16 kernel)
+  int64_t lda;           // elements
+  const float* sum_a;    // [rows][ld_sum]: sum of a over each group, at group 0
+  int64_t ld_sum;
+  const void* sz;        // scales_and_zeros at group 0, column 16t: element (g * n + c) * 2
+  int64_t n;             // columns of the whole weight (the stride of sz's groups)
+  DType sz_dtype;
+  float* c;              // [rows][ldc] float32; 16 columns are written (scratch is padded)
+  int64_t ldc;
+  int64_t k0, k1;        // group-aligned range of k
+  int64_t group_size;
+  int rows;              // 1..kMaxRows
+  bool accumulate;       // add to c instead of overwriting it
+};
+
+namespace scalar {
+void mm_tile(const TileArgs& t);  // any width
+}
+namespace avx2 {
+void mm_tile(const TileArgs& t);  // width 16 (tails go to scalar)
+}
+namespace avx512 {
+void mm_tile(const TileArgs& t);  // width 16
+}
+namespace avx512_bf16 {
+void mm_tile(const TileArgs& t);  // width 16, a is bfloat16
+}
+
+}  // namespace int4mm::detail::cpu

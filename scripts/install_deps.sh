@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 declare -A programs=([cmake]=cmake [ninja]=ninja-build [g++]=g++)
 # Header-only and library packages: present if dpkg says so.
 packages=(googletest libgtest-dev libcli11-dev nlohmann-json3-dev libopenblas-dev)
-if [ -f python/pyproject.toml ] || [ -f python/setup.py ]; then
+if [ -f pyproject.toml ] || [ -f python/pyproject.toml ] || [ -f python/setup.py ]; then
   packages+=(python3-dev python3-pip python3-venv)
 fi
 

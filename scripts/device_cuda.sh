@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One device call: build for sm_90a, run the CUDA tests, compute-sanitizer,
+# the CUDA bench and PyTorch's tinygemm on the same shapes. Run through the
+# device tool from the repo root, carrying .devdeps (see docs/cuda.md):
+#   bash scripts/device_cuda.sh [bench|test|all]
+# Results land in $OUT (bench-*.json, logs).
+set -uo pipefail
+what=${1:-all}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
+
+# GoogleTest, CLI11 and nlohmann_json are not on the device image: carried.
+if [ -d .devdeps ]; then
+  cp -r .devdeps/include/* /usr/include/
+  mkdir -p /usr/share/cmake && cp -r .devdeps/cmake/* /usr/share/cmake/
+  cmake -S .devdeps/googletest -B /tmp/gtest -G Ninja -DBUILD_GMOCK=OFF -DCMAKE_INSTALL_PREFIX=/usr/local >/dev/null &&
+    ninja -C /tmp/gtest install >/dev/null || { echo "googletest build failed"; exit 1; }
+fi
+
+cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DINT4MM_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a" >"$OUT/configure.log" 2>&1 ||
+  { tail -30 "$OUT/configure.log"; exit 1; }
+ninja -C build-dev >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+
+if [ "$what" != bench ]; then
+  ./build-dev/tests/cuda/test_cuda --gtest_brief=1 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+  ./build-dev/tools/int4mm selftest 2>&1 | grep -E "FAIL|failures" | tail -5
+  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
+    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*4100*' \
+    >"$OUT/memcheck.log" 2>&1; echo "memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
+  timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
+    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:MetalPort*:CudaDequant*' \
+    >"$OUT/racecheck.log" 2>&1; echo "racecheck exit $?: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)"
+fi
+if [ "$what" != test ]; then
+  shapes=${SHAPES:-4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192}
+  ms=${MS:-1,2,4,8,16,32,64,256,1024,4096}
+  for dtype in ${DTYPES:-bf16 fp16 fp32}; do
+    ./build-dev/tools/int4mm bench --backend cuda --shapes "$shapes" --m "$ms" --dtype "$dtype" \
+      --json "$OUT/bench-$dtype.json" > "$OUT/bench-$dtype.txt" 2>&1
+    echo "== $dtype"; cat "$OUT/bench-$dtype.txt" | cut -c1-170
+  done
+  PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes "$shapes" --m "$ms" \
+    --json "$OUT/torch.json" 2>&1 | tee "$OUT/torch.txt"
+fi

@@ -1,0 +1,89 @@
+// Shared by the CUDA backend's translation units: error checking that raises
+// int4mm::Error (never exit), dtype traits, and small PTX helpers.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/check.h"
+#include "int4mm/int4mm.h"
+
+namespace int4mm::detail::cuda {
+
+// Throws int4mm::Error naming the call, file and line.
+inline void check_cuda(cudaError_t status, const char* call, const char* file, int line) {
+  if (status != cudaSuccess) {
+    throw Error(concat("cuda: ", call, " failed at ", file, ":", line, ": ",
+                       cudaGetErrorName(status), " (", cudaGetErrorString(status), ")"));
+  }
+}
+
+#define INT4MM_CUDA_CHECK(call) ::int4mm::detail::cuda::check_cuda((call), #call, __FILE__, __LINE__)
+// After a <<<launch>>>: reports configuration errors without synchronizing.
+#define INT4MM_CUDA_CHECK_LAUNCH(name) \
+  ::int4mm::detail::cuda::check_cuda(cudaGetLastError(), name, __FILE__, __LINE__)
+
+inline cudaStream_t stream_of(const Options& options) {
+  return static_cast<cudaStream_t>(options.stream);
+}
+
+// Element type <-> its packed pair, for the 16-bit activation dtypes.
+template <typename T>
+struct Pair;
+template <>
+struct Pair<half> {
+  using type = half2;
+};
+template <>
+struct Pair<__nv_bfloat16> {
+  using type = __nv_bfloat162;
+};
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, half>) {
+    return __half2float(v);
+  } else {
+    return __bfloat162float(v);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, half>) {
+    return __float2half_rn(v);
+  } else {
+    return __float2bfloat16_rn(v);
+  }
+}
+
+// Calls f(T{}) with T the CUDA element type of `dtype` (a runtime value turned
+// into a compile-time one, as MLX's dispatch helpers do).
+template <typename F>
+void dispatch_float(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kFloat16: f(half{}); break;
+    case DType::kBFloat16: f(__nv_bfloat16{}); break;
+    default: f(float{}); break;
+  }
+}
+
+// Calls f(std::integral_constant<int, G>{}) for the group size.
+template <typename F>
+void dispatch_group_size(int64_t group_size, F&& f) {
+  switch (group_size) {
+    case 32: f(std::integral_constant<int, 32>{}); break;
+    case 64: f(std::integral_constant<int, 64>{}); break;
+    case 128: f(std::integral_constant<int, 128>{}); break;
+    default: f(std::integral_constant<int, 256>{}); break;
+  }
+}
+
+}  // namespace int4mm::detail::cuda

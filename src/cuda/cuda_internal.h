@@ -1,0 +1,39 @@
+// Internal entry points of the CUDA backend that tests and benchmarks call
+// directly (the public API reaches the backend only through core/backend.h).
+// Host-only declarations: no CUDA headers needed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/backend.h"
+
+namespace int4mm::detail::cuda {
+
+// The CUDA layout packed on the host, for tests that check GPU packing byte
+// for byte. wire is uint8 [n, k/2]; packed is packed_shape(n, k).
+void pack_host(const uint8_t* wire, int64_t n, int64_t k, uint8_t* packed);
+
+// The kernels a matmul can run, named in benchmarks and tests.
+enum class MmKernel : int {
+  kAuto,          // dispatch (dispatch.cu) chooses
+  kGemvMma,       // 16-bit activations, M <= 32: tensor-core GEMV (gemv_mma.cuh)
+  kGemvSimt,      // float32 activations, M <= 4: CUDA-core GEMV (gemv_simt.cuh)
+  kDequantGemm,   // any M: dequantize to the activation dtype + cuBLAS
+};
+const char* kernel_name(MmKernel kernel);
+// True when `kernel` can run args (dtype, M, alignment).
+bool supports(MmKernel kernel, const MmArgs& args);
+// Runs one kernel (kAuto: the dispatch's choice). Throws if !supports.
+void mm_with(MmKernel kernel, const MmArgs& args);
+// The kernel dispatch picks for these arguments.
+MmKernel choose_kernel(const MmArgs& args);
+
+// The original Metal algorithm (PR 128965), ported faithfully as a baseline.
+// It reads its own layout: uint8 [n, k/2] with the LOW nibble = even k.
+// Limits (the original's): n % 4 == 0, group_size <= 128, 16-bit or float32.
+void metal_layout_from_wire(const uint8_t* wire, int64_t n, int64_t k, uint8_t* metal);
+bool metal_port_supports(const MmArgs& args);
+void metal_port_mm(const MmArgs& args);  // args.packed is the Metal layout, device memory
+
+}  // namespace int4mm::detail::cuda

@@ -1,0 +1,151 @@
+// The CUDA backend's entry points and its dispatch: which kernel runs for
+// which (dtype, M, alignment). The one table:
+//
+//   dtype        M         kernel                               why
+//   fp16/bf16    1..32     gemv_mma<kMTiles = ceil(M / 8)>      memory-bound; tensor cores do
+//                                                               the math, weights read once
+//   fp16/bf16    33..      dequantize + cuBLAS                  compute-bound; cuBLAS is at peak
+//   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
+//   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
+//
+// Any kernel whose alignment needs (see supports()) are not met falls back to
+// dequantize + cuBLAS, which accepts every valid input.
+// TODO(#7): a fused tensor-core GEMM for middle M replaces the fallback for M in 33..~1024.
+#include "cuda/common.cuh"
+#include "cuda/cuda_internal.h"
+#include "cuda/gemv_mma.cuh"
+#include "cuda/gemv_simt.cuh"
+#include "cuda/layout.h"
+
+namespace int4mm::detail::cuda {
+
+void dequant_gemm_mm(const MmArgs& args);  // dequant_gemm.cu
+
+namespace {
+
+constexpr int kGemvWarps = 8;  // warps per block, splitting K
+constexpr int kGemvSteps = 4;  // 4 x 16-byte loads in flight per lane (256 k)
+constexpr int64_t kMmaMaxM = 32;
+constexpr int64_t kSimtMaxM = 4;
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+int tiles(const MmArgs& args) { return int(cuda_layout::padded_n(args.n) / 16); }
+
+template <typename T, int kGroup, int kMTiles>
+void launch_mma(const MmArgs& args, cudaStream_t stream) {
+  gemv_mma_kernel<T, kGroup, kMTiles, kGemvWarps, kGemvSteps>
+      <<<tiles(args), kGemvWarps * 32, 0, stream>>>(
+          static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
+          static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m),
+          int(args.n), int(args.k));
+  INT4MM_CUDA_CHECK_LAUNCH("gemv_mma_kernel");
+}
+
+template <int kGroup, int kM>
+void launch_simt(const MmArgs& args, cudaStream_t stream) {
+  gemv_simt_kernel<kGroup, kM, kGemvWarps, kGemvSteps><<<tiles(args), kGemvWarps * 32, 0, stream>>>(
+      static_cast<const float*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
+      static_cast<const float*>(args.sz), static_cast<float*>(args.c), args.ldc, int(args.m),
+      int(args.n), int(args.k));
+  INT4MM_CUDA_CHECK_LAUNCH("gemv_simt_kernel");
+}
+
+void gemv_mma(const MmArgs& args) {
+  const cudaStream_t stream = stream_of(*args.options);
+  dispatch_group_size(args.group_size, [&](auto group) {
+    constexpr int kGroup = decltype(group)::value;
+    auto run = [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, float>) {
+        if (args.m <= 8) {
+          launch_mma<T, kGroup, 1>(args, stream);
+        } else if (args.m <= 16) {
+          launch_mma<T, kGroup, 2>(args, stream);
+        } else {
+          launch_mma<T, kGroup, 4>(args, stream);
+        }
+      }
+    };
+    dispatch_float(args.dtype, run);
+  });
+}
+
+void gemv_simt(const MmArgs& args) {
+  const cudaStream_t stream = stream_of(*args.options);
+  dispatch_group_size(args.group_size, [&](auto group) {
+    constexpr int kGroup = decltype(group)::value;
+    if (args.m == 1) {
+      launch_simt<kGroup, 1>(args, stream);
+    } else if (args.m == 2) {
+      launch_simt<kGroup, 2>(args, stream);
+    } else {
+      launch_simt<kGroup, 4>(args, stream);
+    }
+  });
+}
+
+}  // namespace
+
+const char* kernel_name(MmKernel kernel) {
+  switch (kernel) {
+    case MmKernel::kAuto: return "auto";
+    case MmKernel::kGemvMma: return "gemv_mma";
+    case MmKernel::kGemvSimt: return "gemv_simt";
+    case MmKernel::kDequantGemm: return "dequant_cublas";
+  }
+  return "unknown";
+}
+
+bool supports(MmKernel kernel, const MmArgs& args) {
+  const bool int32_sizes = args.n < (int64_t(1) << 31) && args.k < (int64_t(1) << 31) &&
+                           args.m < (int64_t(1) << 31);
+  switch (kernel) {
+    case MmKernel::kAuto:
+    case MmKernel::kDequantGemm: return int32_sizes;
+    case MmKernel::kGemvMma:
+      // 32-bit loads of activation pairs and scale/zero pairs.
+      return int32_sizes && args.dtype != DType::kFloat32 && args.m <= kMmaMaxM &&
+             args.lda % 2 == 0 && aligned(args.a, 4) && aligned(args.sz, 4);
+    case MmKernel::kGemvSimt:
+      // float2 loads of activation pairs and scale/zero pairs.
+      return int32_sizes && args.dtype == DType::kFloat32 && args.m <= kSimtMaxM &&
+             args.lda % 2 == 0 && aligned(args.a, 8) && aligned(args.sz, 8);
+  }
+  return false;
+}
+
+MmKernel choose_kernel(const MmArgs& args) {
+  for (MmKernel kernel : {MmKernel::kGemvMma, MmKernel::kGemvSimt}) {
+    if (supports(kernel, args)) return kernel;
+  }
+  return MmKernel::kDequantGemm;
+}
+
+void mm_with(MmKernel kernel, const MmArgs& args) {
+  if (kernel == MmKernel::kAuto) kernel = choose_kernel(args);
+  if (!supports(kernel, args)) {
+    fail("weight_int4pack_mm", "kernel ", kernel_name(kernel), " does not support M=", args.m,
+         " dtype=", dtype_name(args.dtype), " lda=", args.lda);
+  }
+  switch (kernel) {
+    case MmKernel::kGemvMma: gemv_mma(args); break;
+    case MmKernel::kGemvSimt: gemv_simt(args); break;
+    default: dequant_gemm_mm(args); break;
+  }
+}
+
+void mm(const MmArgs& args) {
+  if (args.n >= (int64_t(1) << 31) || args.k >= (int64_t(1) << 31) || args.m >= (int64_t(1) << 31)) {
+    fail("weight_int4pack_mm", "M, N and K must each be below 2^31 on CUDA, got M=", args.m,
+         " N=", args.n, " K=", args.k);
+  }
+  mm_with(MmKernel::kAuto, args);
+}
+
+bool available() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+}  // namespace int4mm::detail::cuda

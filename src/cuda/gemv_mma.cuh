@@ -1,0 +1,264 @@
+// gemv_mma: int4 x {fp16, bf16} GEMV for small M on the tensor cores.
+//
+// Reads the CUDA layout (layout.h): one 16-row tile per block, K split over
+// the block's warps. Each lane streams 16 bytes per 64 k (one uint4 = four
+// m16n8k16 A fragments), several loads in flight, with an L2 evict-first
+// policy: the weights are read exactly once.
+//
+//            K ─────────────────────────────────────────────►
+//   tile  ┌ chunk 0 (warp 0) ┬ chunk 1 (warp 1) ┬ ... ┬ chunk 8 (warp 0) ┬ ...
+//   16 n  │ kSteps x 64 k    │                  │     │                  │
+//         └──────────────────┴──────────────────┴─────┴──────────────────┘
+//   then the warps' partial C fragments are summed through shared memory.
+//
+// Math, per group g and output (m, n), all in float32 (CONTRACT.md):
+//   C[m][n] += scale[g][n] * sum_k A[m][k] * (q[n][k] - 8)  +  zero[g][n] * sum_k A[m][k]
+// The first sum is an mma with the exact integers q - 8 (exact in fp16 and
+// bf16) against the activations as they are, accumulated in fp32; the second
+// is an mma of a ones matrix against the same activation fragment, which puts
+// sum_k A[m][k] exactly where the C fragment needs it. No per-weight scale or
+// zero is applied, and no weight is rounded.
+//
+// int4 -> 16-bit float without conversions: OR-ing a nibble into the mantissa
+// of a magic constant gives magic + q exactly (fp16: 1024 + q, mantissa
+// ulp 1 in [1024, 2048); bf16: 128 + q, ulp 1 in [128, 256)); one packed
+// subtract then yields q - 8 for two weights at once.
+//
+// Limitations:
+//   1. M <= 8 * kMTiles (kMTiles <= 4); dispatch loops over M otherwise.
+//   2. A's rows must be 4-byte aligned (lda even, base aligned): the B
+//      fragment is loaded as 32-bit pairs. dispatch.cu falls back otherwise.
+//   3. One block per 16-row tile: N <= 16 * 132 leaves SMs idle (no split-K
+//      across blocks yet).
+//
+// Tested by tests/cuda/test_cuda.cpp, timed by `int4mm bench --backend cuda`.
+#pragma once
+
+#include "cuda/common.cuh"
+#include "cuda/layout.h"
+
+namespace int4mm::detail::cuda {
+
+// --- PTX helpers -----------------------------------------------------------
+
+// An L2 policy that evicts these lines first: streamed weights must not push
+// the activations and scales out of L2.
+__device__ __forceinline__ uint64_t l2_evict_first_policy() {
+  uint64_t policy;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
+// 16-byte load through the non-coherent path, not kept in L1, evict-first in L2.
+__device__ __forceinline__ uint4 load_streaming(const uint4* ptr, uint64_t policy) {
+  uint4 v;
+  asm volatile(
+      "ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(ptr), "l"(policy));
+  return v;
+}
+
+// D = A * B + D for m16n8k16, fp32 accumulators, T in {half, bf16}.
+template <typename T>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+  if constexpr (std::is_same_v<T, half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+template <typename T2>
+__device__ __forceinline__ uint32_t as_u32(T2 v) {
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <typename T2>
+__device__ __forceinline__ T2 as_pair(uint32_t u) {
+  return *reinterpret_cast<T2*>(&u);
+}
+
+// One packed word (8 nibbles, layout.h order) -> the four A-fragment
+// registers, each two exact values q - 8.
+template <typename T>
+__device__ __forceinline__ void dequant_word(uint32_t x, uint32_t (&frag)[4]) {
+  if constexpr (std::is_same_v<T, half>) {
+    // fp16: the low nibble of each byte lands as 1024 + q, the high nibble as
+    // 1024 + 16 q (no shift needed); fix both with one packed op each.
+    constexpr uint32_t kMagic = 0x64006400u;                       // half2(1024, 1024)
+    const half2 kLowBias = __floats2half2_rn(1032.0f, 1032.0f);    // 1024 + 8
+    const half2 kSixteenth = __floats2half2_rn(0.0625f, 0.0625f);
+    const half2 kHighBias = __floats2half2_rn(-72.0f, -72.0f);     // -(1024/16 + 8)
+    const uint32_t y = x >> 8;
+    frag[0] = as_u32(__hsub2(as_pair<half2>((x & 0x000f000fu) | kMagic), kLowBias));
+    frag[1] = as_u32(__hfma2(as_pair<half2>((x & 0x00f000f0u) | kMagic), kSixteenth, kHighBias));
+    frag[2] = as_u32(__hsub2(as_pair<half2>((y & 0x000f000fu) | kMagic), kLowBias));
+    frag[3] = as_u32(__hfma2(as_pair<half2>((y & 0x00f000f0u) | kMagic), kSixteenth, kHighBias));
+  } else {
+    // bf16 has 7 mantissa bits: only the low nibble position works, so shift.
+    constexpr uint32_t kMagic = 0x43004300u;  // bf162(128, 128)
+    const __nv_bfloat162 kBias = __floats2bfloat162_rn(136.0f, 136.0f);  // 128 + 8
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      frag[i] = as_u32(__hsub2(as_pair<__nv_bfloat162>(((x >> (4 * i)) & 0x000f000fu) | kMagic), kBias));
+    }
+  }
+}
+
+// --- the kernel --------------------------------------------------------------
+
+template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
+          int kGroupSize,  // 32, 64, 128 or 256
+          int kMTiles,     // M <= 8 * kMTiles
+          int kWarps,      // warps per block, splitting K
+          int kSteps>      // 64-k steps per chunk: 16-byte loads in flight per lane
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_mma_kernel(const T* __restrict__ a,         // [m, k], row stride lda
+                    int64_t lda,
+                    const uint4* __restrict__ packed,  // layout.h
+                    const T* __restrict__ sz,          // [k / kGroupSize, n, 2]
+                    T* __restrict__ c,                 // [m, n], row stride ldc
+                    int64_t ldc, int m, int n, int k) {
+  static_assert(kSteps * 64 % kGroupSize == 0, "a chunk must hold whole groups");
+  using T2 = typename Pair<T>::type;
+  constexpr int kChunkK = kSteps * 64;
+  constexpr int kGroupsPerChunk = kChunkK / kGroupSize;
+  constexpr int kK16PerGroup = kGroupSize / 16;
+
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int g = lane >> 2;  // mma "groupID": C rows g, g + 8; B column g
+  const int t = lane & 3;   // mma "threadID_in_group": C columns 2t, 2t + 1
+  const int tile = blockIdx.x;
+  const int steps = (k + 63) / 64;
+  const int chunks = (steps + kSteps - 1) / kSteps;
+  const int row0 = tile * 16 + g;
+  const int row1 = row0 + 8;
+  const uint4* tile_base = packed + int64_t(tile) * steps * 32 + lane;
+  const uint64_t policy = l2_evict_first_policy();
+
+  // Rows of A this lane feeds into the B fragment (column g of each m-tile).
+  const T* a_row[kMTiles];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+    const int row = mt * 8 + g;
+    a_row[mt] = row < m ? a + int64_t(row) * lda + 2 * t : nullptr;
+  }
+
+  uint32_t ones[4];
+  {
+    const uint32_t one = as_u32(T2{T(1.0f), T(1.0f)});
+    ones[0] = ones[1] = ones[2] = ones[3] = one;
+  }
+
+  float acc[kMTiles][4] = {};
+
+  // Loads of one chunk: the weights and the scale/zero pairs of its groups.
+  uint4 w_next[kSteps];
+  T2 sz_next[kGroupsPerChunk][2];
+  auto load_chunk = [&](int chunk) {
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      const int step = chunk * kSteps + i;
+      w_next[i] = step < steps ? load_streaming(tile_base + int64_t(step) * 32, policy)
+                               : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
+      const int group = chunk * kGroupsPerChunk + gi;
+      const bool group_ok = group * kGroupSize < k;
+      const T2 zero2{T(0.0f), T(0.0f)};
+      sz_next[gi][0] = group_ok && row0 < n
+                           ? *reinterpret_cast<const T2*>(sz + (int64_t(group) * n + row0) * 2)
+                           : zero2;
+      sz_next[gi][1] = group_ok && row1 < n
+                           ? *reinterpret_cast<const T2*>(sz + (int64_t(group) * n + row1) * 2)
+                           : zero2;
+    }
+  };
+
+  if (warp < chunks) load_chunk(warp);
+  for (int chunk = warp; chunk < chunks; chunk += kWarps) {
+    uint4 w[kSteps];
+    T2 sz_cur[kGroupsPerChunk][2];
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) w[i] = w_next[i];
+#pragma unroll
+    for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
+      sz_cur[gi][0] = sz_next[gi][0];
+      sz_cur[gi][1] = sz_next[gi][1];
+    }
+    if (chunk + kWarps < chunks) load_chunk(chunk + kWarps);
+
+    float part[kMTiles][4] = {};  // sum A * (q - 8) over the current group
+    float asum[kMTiles][4] = {};  // sum A over the current group
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int k16 = i * 4 + j;  // index of this k16 sub-tile in the chunk
+        const int kk = chunk * kChunkK + k16 * 16;
+        uint32_t frag[4];
+        const uint32_t word = j == 0 ? w[i].x : j == 1 ? w[i].y : j == 2 ? w[i].z : w[i].w;
+        dequant_word<T>(word, frag);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          uint32_t b0 = 0, b1 = 0;
+          if (a_row[mt] != nullptr && kk < k) {
+            b0 = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk);
+            b1 = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk + 8);
+          }
+          mma_m16n8k16<T>(part[mt], frag, b0, b1);
+          mma_m16n8k16<T>(asum[mt], ones, b0, b1);
+        }
+        if ((k16 + 1) % kK16PerGroup == 0) {
+          // Group boundary: fold scale and zero in float32.
+          const int gi = k16 / kK16PerGroup;
+          const float2 p0 = make_float2(to_float(sz_cur[gi][0].x), to_float(sz_cur[gi][0].y));
+          const float2 p1 = make_float2(to_float(sz_cur[gi][1].x), to_float(sz_cur[gi][1].y));
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            acc[mt][0] += p0.x * part[mt][0] + p0.y * asum[mt][0];
+            acc[mt][1] += p0.x * part[mt][1] + p0.y * asum[mt][1];
+            acc[mt][2] += p1.x * part[mt][2] + p1.y * asum[mt][2];
+            acc[mt][3] += p1.x * part[mt][3] + p1.y * asum[mt][3];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) part[mt][e] = asum[mt][e] = 0.0f;
+          }
+        }
+      }
+    }
+  }
+
+  // Sum the warps' fragments: [warp][mt][e][lane] in shared memory.
+  __shared__ float red[kWarps][kMTiles][4][32];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) red[warp][mt][e][lane] = acc[mt][e];
+  }
+  __syncthreads();
+  // Thread i of the block owns output fragment element i (kMTiles * 4 * 32 of them).
+  for (int idx = threadIdx.x; idx < kMTiles * 4 * 32; idx += kWarps * 32) {
+    const int mt = idx / 128;
+    const int e = (idx / 32) % 4;
+    const int l = idx % 32;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += red[w][mt][e][l];
+    const int row = tile * 16 + (l >> 2) + (e >= 2 ? 8 : 0);
+    const int col = mt * 8 + 2 * (l & 3) + (e & 1);
+    if (row < n && col < m) c[int64_t(col) * ldc + row] = from_float<T>(sum);
+  }
+}
+
+}  // namespace int4mm::detail::cuda

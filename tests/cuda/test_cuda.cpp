@@ -1,0 +1,282 @@
+// The CUDA backend against the float64 oracle and the host-side packer.
+// Every kernel (tensor-core GEMV, float32 GEMV, dequantize + cuBLAS, the
+// Metal-port baseline) on odd shapes, every dtype and group size; GPU packing
+// byte for byte against pack_host; errors; streams.
+//
+//   ctest -L cuda --output-on-failure
+//   compute-sanitizer --tool memcheck build/tests/test_cuda
+//   compute-sanitizer --tool racecheck build/tests/test_cuda --gtest_filter='*Kernels*'
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "cuda/cuda_internal.h"
+#include "test_util.h"
+
+namespace int4mm::testing {
+namespace {
+
+using detail::cuda::MmKernel;
+
+#define SKIP_WITHOUT_GPU()                                                              \
+  do {                                                                                  \
+    if (!backend_available(Backend::kCuda)) {                                           \
+      GTEST_SKIP() << "no CUDA device on this machine: CUDA test skipped (it runs on a GPU)"; \
+    }                                                                                   \
+  } while (0)
+
+void check(cudaError_t status, const char* what) {
+  ASSERT_EQ(status, cudaSuccess) << what << ": " << cudaGetErrorString(status);
+}
+
+// Device memory holding a copy of host bytes.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+
+  explicit DeviceBuffer(size_t n, int fill = 0xff) : bytes(std::max<size_t>(n, 1)) {
+    check(cudaMalloc(&ptr, bytes), "cudaMalloc");
+    check(cudaMemset(ptr, fill, bytes), "cudaMemset");  // poison: 0xff.. is NaN in every float dtype
+  }
+  DeviceBuffer(const void* host, size_t n) : DeviceBuffer(n) {
+    check(cudaMemcpy(ptr, host, n, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  template <typename T>
+  std::vector<T> to_host(size_t count) const {
+    std::vector<T> out(count);
+    check(cudaMemcpy(out.data(), ptr, count * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    return out;
+  }
+};
+
+TensorView on_gpu(TensorView v, const DeviceBuffer& buffer) {
+  v.data = buffer.ptr;
+  v.device = Device::cuda(0);
+  return v;
+}
+
+// --- packing ------------------------------------------------------------------
+
+class CudaPacking : public ::testing::TestWithParam<std::tuple<int64_t, int64_t>> {};
+
+TEST_P(CudaPacking, MatchesHostPackerByteForByteAndRoundTrips) {
+  SKIP_WITHOUT_GPU();
+  const auto [n, k] = GetParam();
+  Problem p = make_problem(1, n, k, 32, DType::kFloat16, uint32_t(n + k));
+  const PackedShape shape = packed_shape(Backend::kCuda, n, k);
+  const size_t packed_bytes = size_t(shape.rows * shape.cols);
+  std::vector<uint8_t> expected(packed_bytes);
+  detail::cuda::pack_host(p.q.data(), n, k, expected.data());
+
+  std::vector<int32_t> q32(size_t(n * k));
+  detail::wire_to_int32(p.q.data(), n, k, q32.data());
+  DeviceBuffer wire(p.q.data(), p.q.size());
+  DeviceBuffer int32(q32.data(), q32.size() * 4);
+  const TensorView packed_view =
+      TensorView::contiguous(nullptr, DType::kUInt8, {shape.rows, shape.cols}, Device::cuda(0));
+
+  for (const bool from_int32 : {false, true}) {
+    DeviceBuffer packed(packed_bytes, 0x5a);
+    const TensorView q_view = from_int32
+        ? on_gpu(TensorView::contiguous(nullptr, DType::kInt32, {n, k}), int32)
+        : on_gpu(p.q_view(), wire);
+    convert_weight_to_int4pack(q_view, on_gpu(packed_view, packed), 8);
+    EXPECT_EQ(packed.to_host<uint8_t>(packed_bytes), expected) << "from_int32=" << from_int32;
+
+    DeviceBuffer back_wire(p.q.size());
+    unpack(on_gpu(packed_view, packed), on_gpu(p.q_view(), back_wire));
+    EXPECT_EQ(back_wire.to_host<uint8_t>(p.q.size()), p.q);
+    DeviceBuffer back_int32(q32.size() * 4);
+    unpack(on_gpu(packed_view, packed),
+           on_gpu(TensorView::contiguous(nullptr, DType::kInt32, {n, k}), back_int32));
+    EXPECT_EQ(back_int32.to_host<int32_t>(q32.size()), q32);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(OddShapes, CudaPacking,
+                         ::testing::Combine(::testing::Values(1, 7, 16, 19, 48, 4100),
+                                            ::testing::Values(32, 64, 96, 4160)));
+
+TEST(CudaPacking, OutOfRangeValueIsAnError) {
+  SKIP_WITHOUT_GPU();
+  std::vector<int32_t> q(3 * 64, 4);
+  q[2 * 64 + 33] = 16;
+  DeviceBuffer q_dev(q.data(), q.size() * 4);
+  const PackedShape shape = packed_shape(Backend::kCuda, 3, 64);
+  DeviceBuffer packed(size_t(shape.rows * shape.cols));
+  expect_error(
+      [&] {
+        convert_weight_to_int4pack(
+            on_gpu(TensorView::contiguous(nullptr, DType::kInt32, {3, 64}), q_dev),
+            on_gpu(TensorView::contiguous(nullptr, DType::kUInt8, {shape.rows, shape.cols}), packed));
+      },
+      "convert_weight_to_int4pack: q values must be in 0..15, got 16 at q[2][33]");
+}
+
+// --- matmul -------------------------------------------------------------------
+
+// Uploads a problem, packs it on the GPU, and runs one kernel.
+struct GpuProblem {
+  Problem& p;
+  DeviceBuffer a, q, sz, packed, c;
+  PackedShape shape;
+
+  explicit GpuProblem(Problem& problem, int64_t ldc)
+      : p(problem),
+        a(p.a.data(), p.a.bytes.size()),
+        q(p.q.data(), p.q.size()),
+        sz(p.sz.data(), p.sz.bytes.size()),
+        packed(size_t(packed_shape(Backend::kCuda, p.n, p.k).rows *
+                      packed_shape(Backend::kCuda, p.n, p.k).cols)),
+        c(size_t(std::max<int64_t>(p.m * ldc, 1) * dtype_size(p.dtype))),
+        shape(packed_shape(Backend::kCuda, p.n, p.k)) {
+    convert_weight_to_int4pack(on_gpu(p.q_view(), q), packed_view());
+  }
+
+  TensorView packed_view() const {
+    return on_gpu(TensorView::contiguous(nullptr, DType::kUInt8, {shape.rows, shape.cols}), packed);
+  }
+
+  detail::MmArgs args(int64_t ldc, const Options& options) const {
+    return {p.dtype, a.ptr, p.k, static_cast<const uint8_t*>(packed.ptr), sz.ptr, c.ptr, ldc,
+            p.m, p.n, p.k, p.group_size, &options};
+  }
+
+  HostArray result(int64_t ldc) const {
+    HostArray out(p.dtype, std::max<int64_t>(p.m * ldc, 1));
+    out.bytes = c.to_host<uint8_t>(out.bytes.size());
+    return out;
+  }
+};
+
+using Shape = std::tuple<int64_t, int64_t, int64_t>;  // m, n, k
+
+class CudaKernels
+    : public ::testing::TestWithParam<std::tuple<MmKernel, Shape, DType, int64_t>> {};
+
+TEST_P(CudaKernels, MatchOracle) {
+  SKIP_WITHOUT_GPU();
+  const auto [kernel, shape, dtype, group_size] = GetParam();
+  const auto [m, n, k] = shape;
+  if (k % group_size != 0) GTEST_SKIP() << "K=" << k << " is not a multiple of " << group_size;
+  Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(m * 7 + n * 3 + k));
+  const int64_t ldc = n + 5;  // strided C: the kernels must honour ldc
+  GpuProblem gpu(p, ldc);
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  const Options options{Backend::kCuda, stream};
+  const detail::MmArgs args = gpu.args(ldc, options);
+  if (!detail::cuda::supports(kernel, args)) {
+    cudaStreamDestroy(stream);
+    GTEST_SKIP() << detail::cuda::kernel_name(kernel) << " does not take M=" << m << " "
+                 << dtype_name(dtype);
+  }
+  detail::cuda::mm_with(kernel, args);
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  check(cudaStreamDestroy(stream), "cudaStreamDestroy");
+  expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, detail::cuda::kernel_name(kernel));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OddShapes, CudaKernels,
+    ::testing::Combine(
+        ::testing::Values(MmKernel::kGemvMma, MmKernel::kGemvSimt, MmKernel::kDequantGemm),
+        ::testing::Values(Shape{1, 4100, 4160}, Shape{3, 48, 4160}, Shape{4, 1, 64},
+                          Shape{8, 19, 256}, Shape{9, 7, 4160}, Shape{17, 48, 512},
+                          Shape{32, 99, 96}, Shape{67, 48, 4160}),
+        ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())));
+
+TEST(CudaKernels, PublicApiDispatchesEveryM) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t m : {0, 1, 2, 5, 16, 33, 100}) {
+    for (DType dtype : float_dtypes()) {
+      Problem p = make_problem(m, 40, 384, 128, dtype, uint32_t(m + 1));
+      GpuProblem gpu(p, 40);
+      weight_int4pack_mm(on_gpu(p.a_view(), gpu.a), gpu.packed_view(), 128,
+                         on_gpu(p.sz_view(), gpu.sz),
+                         on_gpu(TensorView::contiguous(nullptr, dtype, {m, 40}), gpu.c));
+      check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+      expect_matches_oracle(p, oracle(p), gpu.result(40), 40, "weight_int4pack_mm");
+    }
+  }
+}
+
+TEST(CudaKernels, MisalignedActivationsFallBackCorrectly) {
+  SKIP_WITHOUT_GPU();
+  // A with an odd row stride: the GEMV's 32-bit loads cannot be used.
+  Problem p = make_problem(3, 24, 128, 64, DType::kBFloat16);
+  const int64_t lda = p.k + 1;
+  HostArray a_strided(p.dtype, p.m * lda);
+  for (int64_t i = 0; i < p.m; ++i) {
+    for (int64_t l = 0; l < p.k; ++l) a_strided.set(i * lda + l, p.a.get(i * p.k + l));
+  }
+  GpuProblem gpu(p, p.n);
+  DeviceBuffer a(a_strided.data(), a_strided.bytes.size());
+  TensorView a_view = on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.k}), a);
+  a_view.strides[0] = lda;
+  weight_int4pack_mm(a_view, gpu.packed_view(), 64, on_gpu(p.sz_view(), gpu.sz),
+                     on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.n}), gpu.c));
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  expect_matches_oracle(p, oracle(p), gpu.result(p.n), p.n, "misaligned A");
+}
+
+class MetalPort : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
+
+TEST_P(MetalPort, BaselineMatchesOracle) {
+  SKIP_WITHOUT_GPU();
+  const auto [dtype, group_size] = GetParam();
+  Problem p = make_problem(2, 48, 512, group_size, dtype);
+  std::vector<uint8_t> metal(p.q.size());
+  detail::cuda::metal_layout_from_wire(p.q.data(), p.n, p.k, metal.data());
+  GpuProblem gpu(p, p.n);
+  DeviceBuffer metal_dev(metal.data(), metal.size());
+  const Options options{Backend::kCuda};
+  detail::MmArgs args = gpu.args(p.n, options);
+  args.packed = static_cast<const uint8_t*>(metal_dev.ptr);
+  detail::cuda::metal_port_mm(args);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  expect_matches_oracle(p, oracle(p), gpu.result(p.n), p.n, "metal_port");
+}
+
+INSTANTIATE_TEST_SUITE_P(SupportedGroups, MetalPort,
+                         ::testing::Combine(::testing::ValuesIn(float_dtypes()),
+                                            ::testing::Values(32, 64, 128)));
+
+TEST(CudaDequantize, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (DType dtype : float_dtypes()) {
+    Problem p = make_problem(1, 37, 320, 32, dtype);
+    GpuProblem gpu(p, 1);
+    const int64_t ldw = p.k + 8;
+    DeviceBuffer w(size_t(p.n * ldw * 4));
+    TensorView w_view = on_gpu(TensorView::contiguous(nullptr, DType::kFloat32, {p.n, p.k}), w);
+    w_view.strides[0] = ldw;
+    dequantize(gpu.packed_view(), 32, on_gpu(p.sz_view(), gpu.sz), w_view);
+    const std::vector<float> host = w.to_host<float>(size_t(p.n * ldw));
+    for (int64_t r = 0; r < p.n; ++r) {
+      for (int64_t c = 0; c < p.k; ++c) {
+        const double want = p.dequantized(r, c);
+        ASSERT_NEAR(host[r * ldw + c], want, 1e-6 * (1 + std::fabs(want))) << r << "," << c;
+      }
+    }
+  }
+}
+
+TEST(CudaErrors, HostPointersAreRejectedByDevice) {
+  SKIP_WITHOUT_GPU();
+  Problem p = make_problem(1, 16, 64, 32, DType::kFloat16);
+  GpuProblem gpu(p, 16);
+  expect_error(
+      [&] {
+        weight_int4pack_mm(p.a_view(), gpu.packed_view(), 32, on_gpu(p.sz_view(), gpu.sz),
+                           on_gpu(TensorView::contiguous(nullptr, p.dtype, {1, 16}), gpu.c));
+      },
+      "weight_int4pack_mm: C must be on cpu, got cuda:0");
+}
+
+}  // namespace
+}  // namespace int4mm::testing

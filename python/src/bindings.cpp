@@ -1,0 +1,180 @@
+// int4mm._C: the public C++ API (include/int4mm/int4mm.h) for Python.
+//
+// Every function takes its arrays, outputs included, as nanobind ndarrays:
+// DLPack views of numpy, torch (CPU and CUDA) or cupy memory, never copied.
+// Each view becomes an int4mm::TensorView (dtype, device, shape, strides in
+// elements) and the C++ validation layer does all the checking, so the
+// messages are the library's own. Output allocation, framework choice and the
+// CUDA stream lookup live in python/int4mm/ops.py; this file stays thin.
+//
+//   DLPack dtype        -> DType        DLPack device      -> Device
+//   float32/16, bf16    -> kFloat*      cpu, cuda_host     -> cpu
+//   int32, uint8        -> kInt32/kUInt8 cuda              -> cuda:<id>
+//   uint16              -> kBFloat16 (the bits of ml_dtypes.bfloat16: numpy
+//                          exports no bfloat16, so ops.py passes a uint16 view)
+//
+// int4mm::Error becomes int4mm.Int4mmError (a ValueError) with the same message.
+// The GIL is released while the library runs.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <string>
+
+#include "int4mm/int4mm.h"
+
+namespace nb = nanobind;
+
+namespace {
+
+using Array = nb::ndarray<nb::ro>;  // any dtype, device, strides; read-only allowed
+
+int4mm::DType to_dtype(const char* arg, const nb::dlpack::dtype& dt) {
+  using Code = nb::dlpack::dtype_code;
+  const auto code = static_cast<Code>(dt.code);
+  if (dt.lanes == 1) {
+    if (code == Code::Float && dt.bits == 32) return int4mm::DType::kFloat32;
+    if (code == Code::Float && dt.bits == 16) return int4mm::DType::kFloat16;
+    if (code == Code::Bfloat && dt.bits == 16) return int4mm::DType::kBFloat16;
+    if (code == Code::UInt && dt.bits == 16) return int4mm::DType::kBFloat16;
+    if (code == Code::Int && dt.bits == 32) return int4mm::DType::kInt32;
+    if (code == Code::UInt && dt.bits == 8) return int4mm::DType::kUInt8;
+  }
+  throw int4mm::Error(std::string(arg) +
+                      " must be float32, float16, bfloat16, int32 or uint8, got DLPack dtype (code " +
+                      std::to_string(int(dt.code)) + ", bits " + std::to_string(int(dt.bits)) +
+                      ", lanes " + std::to_string(int(dt.lanes)) + ")");
+}
+
+int4mm::Device to_device(const char* arg, int32_t device_type, int32_t device_id) {
+  if (device_type == nb::device::cpu::value || device_type == nb::device::cuda_host::value) {
+    return int4mm::Device::cpu();
+  }
+  if (device_type == nb::device::cuda::value) return int4mm::Device::cuda(device_id);
+  throw int4mm::Error(std::string(arg) + " must be on the cpu or a CUDA device, got DLPack device type " +
+                      std::to_string(device_type));
+}
+
+// A DLPack view as a TensorView. `op` and `arg` name the caller in errors.
+int4mm::TensorView to_view(const char* op, const char* arg, const Array& a) {
+  const std::string where = std::string(op) + ": " + arg;
+  int4mm::TensorView v;
+  if (a.ndim() > size_t(int4mm::TensorView::kMaxDims)) {
+    throw int4mm::Error(where + " must have at most " +
+                        std::to_string(int4mm::TensorView::kMaxDims) + " dimensions, got " +
+                        std::to_string(a.ndim()));
+  }
+  v.data = const_cast<void*>(a.data());
+  v.dtype = to_dtype(where.c_str(), a.dtype());
+  v.device = to_device(where.c_str(), a.device_type(), a.device_id());
+  v.ndim = int(a.ndim());
+  for (int d = 0; d < v.ndim; ++d) {
+    v.shape[d] = int64_t(a.shape(size_t(d)));
+    v.strides[d] = int64_t(a.stride(size_t(d)));
+  }
+  return v;
+}
+
+int4mm::Options to_options(const std::string& backend, uintptr_t stream, int threads) {
+  int4mm::Options options;
+  options.backend = int4mm::parse_backend(backend);
+  options.stream = reinterpret_cast<void*>(stream);
+  options.threads = threads;
+  return options;
+}
+
+int4mm::QuantizerVariant to_variant(const std::string& variant) {
+  if (variant == "stored_rounded") return int4mm::QuantizerVariant::kStoredRounded;
+  if (variant == "pytorch") return int4mm::QuantizerVariant::kPyTorch;
+  throw int4mm::Error("group_quantize: variant must be \"stored_rounded\" or \"pytorch\", got \"" +
+                      variant + "\"");
+}
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "int4mm C++ library binding (use the int4mm package, not this module)";
+  m.attr("__version__") = INT4MM_VERSION;
+  nb::exception<int4mm::Error>(m, "Int4mmError", PyExc_ValueError);
+
+  m.def("backend_available",
+        [](const std::string& backend) { return int4mm::backend_available(int4mm::parse_backend(backend)); },
+        nb::arg("backend"));
+
+  m.def(
+      "packed_shape",
+      [](const std::string& backend, int64_t n, int64_t k) {
+        const int4mm::PackedShape s = int4mm::packed_shape(int4mm::parse_backend(backend), n, k);
+        return std::make_pair(s.rows, s.cols);
+      },
+      nb::arg("backend"), nb::arg("n"), nb::arg("k"));
+
+  m.def(
+      "group_quantize",
+      [](Array w, int64_t group_size, Array q, Array scales_and_zeros, const std::string& variant) {
+        const char* op = "group_quantize";
+        const auto v = to_variant(variant);
+        const auto wv = to_view(op, "W", w), qv = to_view(op, "q", q);
+        const auto sv = to_view(op, "scales_and_zeros", scales_and_zeros);
+        nb::gil_scoped_release release;
+        int4mm::group_quantize(wv, group_size, qv, sv, v);
+      },
+      nb::arg("w"), nb::arg("group_size"), nb::arg("q"), nb::arg("scales_and_zeros"),
+      nb::arg("variant"));
+
+  m.def(
+      "convert_weight_to_int4pack",
+      [](Array q, Array packed, int64_t inner_k_tiles, const std::string& backend, uintptr_t stream,
+         int threads) {
+        const char* op = "convert_weight_to_int4pack";
+        const auto options = to_options(backend, stream, threads);
+        const auto qv = to_view(op, "q", q), pv = to_view(op, "packed", packed);
+        nb::gil_scoped_release release;
+        int4mm::convert_weight_to_int4pack(qv, pv, inner_k_tiles, options);
+      },
+      nb::arg("q"), nb::arg("packed"), nb::arg("inner_k_tiles"), nb::arg("backend"),
+      nb::arg("stream"), nb::arg("threads"));
+
+  m.def(
+      "unpack",
+      [](Array packed, Array q, const std::string& backend, uintptr_t stream, int threads) {
+        const char* op = "unpack";
+        const auto options = to_options(backend, stream, threads);
+        const auto pv = to_view(op, "packed", packed), qv = to_view(op, "q", q);
+        nb::gil_scoped_release release;
+        int4mm::unpack(pv, qv, options);
+      },
+      nb::arg("packed"), nb::arg("q"), nb::arg("backend"), nb::arg("stream"), nb::arg("threads"));
+
+  m.def(
+      "weight_int4pack_mm",
+      [](Array a, Array packed, int64_t group_size, Array scales_and_zeros, Array c,
+         const std::string& backend, uintptr_t stream, int threads) {
+        const char* op = "weight_int4pack_mm";
+        const auto options = to_options(backend, stream, threads);
+        const auto av = to_view(op, "A", a), pv = to_view(op, "packed", packed);
+        const auto sv = to_view(op, "scales_and_zeros", scales_and_zeros);
+        const auto cv = to_view(op, "C", c);
+        nb::gil_scoped_release release;
+        int4mm::weight_int4pack_mm(av, pv, group_size, sv, cv, options);
+      },
+      nb::arg("a"), nb::arg("packed"), nb::arg("group_size"), nb::arg("scales_and_zeros"),
+      nb::arg("c"), nb::arg("backend"), nb::arg("stream"), nb::arg("threads"));
+
+  m.def(
+      "dequantize",
+      [](Array packed, int64_t group_size, Array scales_and_zeros, Array w, const std::string& backend,
+         uintptr_t stream, int threads) {
+        const char* op = "dequantize";
+        const auto options = to_options(backend, stream, threads);
+        const auto pv = to_view(op, "packed", packed);
+        const auto sv = to_view(op, "scales_and_zeros", scales_and_zeros);
+        const auto wv = to_view(op, "W", w);
+        nb::gil_scoped_release release;
+        int4mm::dequantize(pv, group_size, sv, wv, options);
+      },
+      nb::arg("packed"), nb::arg("group_size"), nb::arg("scales_and_zeros"), nb::arg("w"),
+      nb::arg("backend"), nb::arg("stream"), nb::arg("threads"));
+}

@@ -186,7 +186,11 @@ void mm(const MmArgs& args) {
   const int64_t m = args.m, n = args.n, k = args.k, group_size = args.group_size;
   const int64_t groups = k / group_size;
   const Isa isa = current_isa();
-  const bool bf16_kernel = isa == Isa::kAvx512Bf16 && args.dtype == DType::kBFloat16;
+  // The BF16 dot-product kernel only for M = 1: measured (docs/cpu.md), the
+  // float FMA kernel is faster from M = 2 on (VDPBF16PS's latency and the
+  // 32-bit pair broadcasts cost more than the conversions they save), and
+  // equal at M = 1, where memory is the limit.
+  const bool bf16_kernel = isa == Isa::kAvx512Bf16 && args.dtype == DType::kBFloat16 && m == 1;
   const TileKernel full_kernel = full_tile_kernel(isa, bf16_kernel);
 
   const int64_t tiles = tile_count(n);

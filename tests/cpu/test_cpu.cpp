@@ -119,6 +119,22 @@ TEST(CpuIsaMatmul, PyTorchCriterion) {
   }
 }
 
+// The BF16 kernel serves M = 1 only: cover it on every group size and a
+// strided A, beside the odd shapes above.
+TEST(CpuIsaMatmul, Bf16KernelAtMOne) {
+  IsaGuard guard;
+  for (int64_t group_size : group_sizes()) {
+    Problem p = make_problem(1, 53, 1024, group_size, DType::kBFloat16, uint32_t(group_size));
+    const Oracle o = oracle(p);
+    const std::vector<uint8_t> packed = pack_cpu(p);
+    for (Isa isa : isas_present()) {
+      detail::cpu::set_isa_override(isa);
+      expect_matches_oracle(p, o, run_mm(p, packed, p.k + 2, p.n, 2), p.n,
+                            detail::cpu::isa_name(isa));
+    }
+  }
+}
+
 TEST(CpuDequantize, MatchesReferenceBitForBit) {
   for (DType dtype : float_dtypes()) {
     for (int64_t n : {1, 7, 48, 53}) {

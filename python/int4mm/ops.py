@@ -184,6 +184,7 @@ def convert_weight_to_int4pack(q: Any, inner_k_tiles: int = 8, backend: str = "a
     "auto" is "cuda" for CUDA arrays, else "cpu"; "reference" packs to the
     wire format itself.
     """
+    _framework(q)
     n, k = _q_nk(q)
     resolved = _resolve_backend(backend, q)
     # A malformed q gets a placeholder output: the C++ layer reports q first.
@@ -214,6 +215,7 @@ def weight_int4pack_mm(a: Any, packed: Any, group_size: int, scales_and_zeros: A
     N comes from scales_and_zeros [K/group_size, N, 2]. `out`, if given, is
     written and returned (rows may be strided).
     """
+    _framework(a)
     if out is None:
         m = int(a.shape[0]) if len(a.shape) == 2 else 0
         n = int(scales_and_zeros.shape[1]) if len(scales_and_zeros.shape) == 3 else 1

@@ -20,6 +20,7 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -73,6 +74,15 @@ int4mm::TensorView to_view(const char* op, const char* arg, const Array& a) {
   for (int d = 0; d < v.ndim; ++d) {
     v.shape[d] = int64_t(a.shape(size_t(d)));
     v.strides[d] = int64_t(a.stride(size_t(d)));
+  }
+  // An empty array's strides mean nothing (exporters report 0 or anything):
+  // describe it as contiguous so that layout checks judge only real data.
+  if (v.numel() == 0) {
+    int64_t stride = 1;
+    for (int d = v.ndim - 1; d >= 0; --d) {
+      v.strides[d] = stride;
+      stride *= std::max<int64_t>(v.shape[d], 1);
+    }
   }
   return v;
 }

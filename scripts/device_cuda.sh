@@ -24,7 +24,8 @@ cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
 ninja -C build-dev >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
 
 if [ "$what" != bench ]; then
-  ./build-dev/tests/cuda/test_cuda --gtest_brief=1 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+  ./build-dev/tests/cuda/test_cuda --gtest_brief=1 > "$OUT/test_cuda.log" 2>&1
+  echo "test_cuda exit $?:"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|error" "$OUT/test_cuda.log" | head -30
   ./build-dev/tools/int4mm selftest 2>&1 | grep -E "FAIL|failures" | tail -5
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
     --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*4100*' \
@@ -32,6 +33,10 @@ if [ "$what" != bench ]; then
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
     --gtest_brief=1 --gtest_filter='CudaKernels.Public*:MetalPort*:CudaDequant*' \
     >"$OUT/racecheck.log" 2>&1; echo "racecheck exit $?: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)"
+fi
+if [ "$what" = tune ]; then
+  ./build-dev/bench/int4mm_tune_gemv | tee "$OUT/tune.txt"
+  what=bench
 fi
 if [ "$what" != test ]; then
   shapes=${SHAPES:-4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192}

@@ -3,7 +3,9 @@
 //
 //   dtype        M         kernel                               why
 //   fp16/bf16    1..32     gemv_mma<kMTiles = ceil(M / 8)>      memory-bound; tensor cores do
-//                                                               the math, weights read once
+//                                                               the math, weights read once;
+//                          kTiles = 2 when N/16 >= 3 x SMs      (each activation fragment feeds
+//                          (else 1)                             two tiles; enough blocks remain)
 //   fp16/bf16    33..      dequantize + cuBLAS                  compute-bound; cuBLAS is at peak
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
@@ -32,10 +34,21 @@ bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 
 int tiles(const MmArgs& args) { return int(cuda_layout::padded_n(args.n) / 16); }
 
-template <typename T, int kGroup, int kMTiles>
+int sm_count() {
+  int device = 0, sms = 0;
+  INT4MM_CUDA_CHECK(cudaGetDevice(&device));
+  INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+// Tiles per block of gemv_mma: 2 where that still leaves >= 1.5 blocks per SM.
+int mma_tiles_per_block(const MmArgs& args) { return tiles(args) >= 3 * sm_count() ? 2 : 1; }
+
+template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
-  gemv_mma_kernel<T, kGroup, kMTiles, kGemvWarps, kGemvSteps>
-      <<<tiles(args), kGemvWarps * 32, 0, stream>>>(
+  const int blocks = (tiles(args) + kTiles - 1) / kTiles;
+  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kGemvWarps, kGemvSteps, true, 1>
+      <<<blocks, kGemvWarps * 32, 0, stream>>>(
           static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
           static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m),
           int(args.n), int(args.k));
@@ -58,12 +71,13 @@ void gemv_mma(const MmArgs& args) {
     auto run = [&](auto tag) {
       using T = decltype(tag);
       if constexpr (!std::is_same_v<T, float>) {
+        const bool two = mma_tiles_per_block(args) == 2;
         if (args.m <= 8) {
-          launch_mma<T, kGroup, 1>(args, stream);
+          two ? launch_mma<T, kGroup, 1, 2>(args, stream) : launch_mma<T, kGroup, 1, 1>(args, stream);
         } else if (args.m <= 16) {
-          launch_mma<T, kGroup, 2>(args, stream);
+          two ? launch_mma<T, kGroup, 2, 2>(args, stream) : launch_mma<T, kGroup, 2, 1>(args, stream);
         } else {
-          launch_mma<T, kGroup, 4>(args, stream);
+          two ? launch_mma<T, kGroup, 4, 2>(args, stream) : launch_mma<T, kGroup, 4, 1>(args, stream);
         }
       }
     };

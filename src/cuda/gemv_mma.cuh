@@ -1,9 +1,11 @@
 // gemv_mma: int4 x {fp16, bf16} GEMV for small M on the tensor cores.
 //
-// Reads the CUDA layout (layout.h): one 16-row tile per block, K split over
-// the block's warps. Each lane streams 16 bytes per 64 k (one uint4 = four
-// m16n8k16 A fragments), several loads in flight, with an L2 evict-first
-// policy: the weights are read exactly once.
+// Reads the CUDA layout (layout.h): kTiles 16-row tiles per block, K split
+// over the block's warps; each activation (B) fragment a warp loads feeds
+// kTiles mmas, so activation traffic per weight byte falls with kTiles.
+// Each lane streams 16 bytes per 64 k per tile (one uint4 = four m16n8k16 A
+// fragments), several loads in flight, with an L2 evict-first policy: the
+// weights are read exactly once.
 //
 //            K ─────────────────────────────────────────────►
 //   tile  ┌ chunk 0 (warp 0) ┬ chunk 1 (warp 1) ┬ ... ┬ chunk 8 (warp 0) ┬ ...
@@ -28,8 +30,7 @@
 //   1. M <= 8 * kMTiles (kMTiles <= 4); dispatch loops over M otherwise.
 //   2. A's rows must be 4-byte aligned (lda even, base aligned): the B
 //      fragment is loaded as 32-bit pairs. dispatch.cu falls back otherwise.
-//   3. One block per 16-row tile: N <= 16 * 132 leaves SMs idle (no split-K
-//      across blocks yet).
+//   3. No split-K across blocks: N <= 16 * 132 leaves SMs idle.
 //
 // Tested by tests/cuda/test_cuda.cpp, timed by `int4mm bench --backend cuda`.
 #pragma once
@@ -119,9 +120,12 @@ __device__ __forceinline__ void dequant_word(uint32_t x, uint32_t (&frag)[4]) {
 template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
           int kGroupSize,  // 32, 64, 128 or 256
           int kMTiles,     // M <= 8 * kMTiles
+          int kTiles,      // 16-row tiles per block: each B fragment serves kTiles mmas
           int kWarps,      // warps per block, splitting K
-          int kSteps>      // 64-k steps per chunk: 16-byte loads in flight per lane
-__global__ void __launch_bounds__(kWarps * 32)
+          int kSteps,      // 64-k steps per chunk: kTiles * kSteps 16-byte loads per lane
+          bool kPrefetch,  // load chunk i + 1 while computing chunk i (twice the registers)
+          int kMinBlocks>  // blocks per SM the register budget must allow
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gemv_mma_kernel(const T* __restrict__ a,         // [m, k], row stride lda
                     int64_t lda,
                     const uint4* __restrict__ packed,  // layout.h
@@ -138,12 +142,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2;  // mma "groupID": C rows g, g + 8; B column g
   const int t = lane & 3;   // mma "threadID_in_group": C columns 2t, 2t + 1
-  const int tile = blockIdx.x;
   const int steps = (k + 63) / 64;
   const int chunks = (steps + kSteps - 1) / kSteps;
-  const int row0 = tile * 16 + g;
-  const int row1 = row0 + 8;
-  const uint4* tile_base = packed + int64_t(tile) * steps * 32 + lane;
+  const int tiles = (n + 15) / 16;
+  const int tile0 = blockIdx.x * kTiles;
   const uint64_t policy = l2_evict_first_policy();
 
   // Rows of A this lane feeds into the B fragment (column g of each m-tile).
@@ -160,56 +162,60 @@ __global__ void __launch_bounds__(kWarps * 32)
     ones[0] = ones[1] = ones[2] = ones[3] = one;
   }
 
-  float acc[kMTiles][4] = {};
+  float acc[kTiles][kMTiles][4] = {};
 
   // Loads of one chunk: the weights and the scale/zero pairs of its groups.
-  uint4 w_next[kSteps];
-  T2 sz_next[kGroupsPerChunk][2];
+  uint4 w_next[kTiles][kSteps];
+  T2 sz_next[kTiles][kGroupsPerChunk][2];
   auto load_chunk = [&](int chunk) {
 #pragma unroll
-    for (int i = 0; i < kSteps; ++i) {
-      const int step = chunk * kSteps + i;
-      w_next[i] = step < steps ? load_streaming(tile_base + int64_t(step) * 32, policy)
-                               : make_uint4(0, 0, 0, 0);
-    }
+    for (int tt = 0; tt < kTiles; ++tt) {
+      const bool tile_ok = tile0 + tt < tiles;
+      const uint4* base = packed + int64_t(tile0 + tt) * steps * 32 + lane;
 #pragma unroll
-    for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
-      const int group = chunk * kGroupsPerChunk + gi;
-      const bool group_ok = group * kGroupSize < k;
-      const T2 zero2{T(0.0f), T(0.0f)};
-      sz_next[gi][0] = group_ok && row0 < n
-                           ? *reinterpret_cast<const T2*>(sz + (int64_t(group) * n + row0) * 2)
-                           : zero2;
-      sz_next[gi][1] = group_ok && row1 < n
-                           ? *reinterpret_cast<const T2*>(sz + (int64_t(group) * n + row1) * 2)
-                           : zero2;
+      for (int i = 0; i < kSteps; ++i) {
+        const int step = chunk * kSteps + i;
+        w_next[tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
+                                                : make_uint4(0, 0, 0, 0);
+      }
+      const int row0 = (tile0 + tt) * 16 + g;
+#pragma unroll
+      for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
+        const int group = chunk * kGroupsPerChunk + gi;
+        const bool group_ok = group * kGroupSize < k;
+        const T2 zero2{T(0.0f), T(0.0f)};
+        const T* p = sz + (int64_t(group) * n + row0) * 2;
+        sz_next[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
+        sz_next[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
+      }
     }
   };
 
-  if (warp < chunks) load_chunk(warp);
+  if (kPrefetch && warp < chunks) load_chunk(warp);
   for (int chunk = warp; chunk < chunks; chunk += kWarps) {
-    uint4 w[kSteps];
-    T2 sz_cur[kGroupsPerChunk][2];
+    if (!kPrefetch) load_chunk(chunk);
+    uint4 w[kTiles][kSteps];
+    T2 sz_cur[kTiles][kGroupsPerChunk][2];
 #pragma unroll
-    for (int i = 0; i < kSteps; ++i) w[i] = w_next[i];
+    for (int tt = 0; tt < kTiles; ++tt) {
 #pragma unroll
-    for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
-      sz_cur[gi][0] = sz_next[gi][0];
-      sz_cur[gi][1] = sz_next[gi][1];
+      for (int i = 0; i < kSteps; ++i) w[tt][i] = w_next[tt][i];
+#pragma unroll
+      for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
+        sz_cur[tt][gi][0] = sz_next[tt][gi][0];
+        sz_cur[tt][gi][1] = sz_next[tt][gi][1];
+      }
     }
-    if (chunk + kWarps < chunks) load_chunk(chunk + kWarps);
+    if (kPrefetch && chunk + kWarps < chunks) load_chunk(chunk + kWarps);
 
-    float part[kMTiles][4] = {};  // sum A * (q - 8) over the current group
-    float asum[kMTiles][4] = {};  // sum A over the current group
+    float part[kTiles][kMTiles][4] = {};  // sum A * (q - 8) over the current group
+    float asum[kMTiles][4] = {};          // sum A over the current group (every tile's)
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int k16 = i * 4 + j;  // index of this k16 sub-tile in the chunk
         const int kk = chunk * kChunkK + k16 * 16;
-        uint32_t frag[4];
-        const uint32_t word = j == 0 ? w[i].x : j == 1 ? w[i].y : j == 2 ? w[i].z : w[i].w;
-        dequant_word<T>(word, frag);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
           uint32_t b0 = 0, b1 = 0;
@@ -217,45 +223,63 @@ __global__ void __launch_bounds__(kWarps * 32)
             b0 = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk);
             b1 = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk + 8);
           }
-          mma_m16n8k16<T>(part[mt], frag, b0, b1);
           mma_m16n8k16<T>(asum[mt], ones, b0, b1);
+#pragma unroll
+          for (int tt = 0; tt < kTiles; ++tt) {
+            uint32_t frag[4];
+            const uint4& v = w[tt][i];
+            dequant_word<T>(j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w, frag);
+            mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
+          }
         }
         if ((k16 + 1) % kK16PerGroup == 0) {
           // Group boundary: fold scale and zero in float32.
           const int gi = k16 / kK16PerGroup;
-          const float2 p0 = make_float2(to_float(sz_cur[gi][0].x), to_float(sz_cur[gi][0].y));
-          const float2 p1 = make_float2(to_float(sz_cur[gi][1].x), to_float(sz_cur[gi][1].y));
 #pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            acc[mt][0] += p0.x * part[mt][0] + p0.y * asum[mt][0];
-            acc[mt][1] += p0.x * part[mt][1] + p0.y * asum[mt][1];
-            acc[mt][2] += p1.x * part[mt][2] + p1.y * asum[mt][2];
-            acc[mt][3] += p1.x * part[mt][3] + p1.y * asum[mt][3];
+          for (int tt = 0; tt < kTiles; ++tt) {
+            const float2 p0 = make_float2(to_float(sz_cur[tt][gi][0].x), to_float(sz_cur[tt][gi][0].y));
+            const float2 p1 = make_float2(to_float(sz_cur[tt][gi][1].x), to_float(sz_cur[tt][gi][1].y));
 #pragma unroll
-            for (int e = 0; e < 4; ++e) part[mt][e] = asum[mt][e] = 0.0f;
+            for (int mt = 0; mt < kMTiles; ++mt) {
+              float (&s)[4] = acc[tt][mt];
+              float (&p)[4] = part[tt][mt];
+              s[0] += p0.x * p[0] + p0.y * asum[mt][0];
+              s[1] += p0.x * p[1] + p0.y * asum[mt][1];
+              s[2] += p1.x * p[2] + p1.y * asum[mt][2];
+              s[3] += p1.x * p[3] + p1.y * asum[mt][3];
+              p[0] = p[1] = p[2] = p[3] = 0.0f;
+            }
           }
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) asum[mt][0] = asum[mt][1] = asum[mt][2] = asum[mt][3] = 0.0f;
         }
       }
     }
   }
 
-  // Sum the warps' fragments: [warp][mt][e][lane] in shared memory.
-  __shared__ float red[kWarps][kMTiles][4][32];
+  // Sum the warps' fragments: [warp][tile][mt][e][lane] in shared memory.
+  constexpr int kFrags = kTiles * kMTiles * 4;
+  __shared__ float red[kWarps][kFrags][32];
 #pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt) {
+  for (int tt = 0; tt < kTiles; ++tt) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) red[warp][mt][e][lane] = acc[mt][e];
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) red[warp][(tt * kMTiles + mt) * 4 + e][lane] = acc[tt][mt][e];
+    }
   }
   __syncthreads();
-  // Thread i of the block owns output fragment element i (kMTiles * 4 * 32 of them).
-  for (int idx = threadIdx.x; idx < kMTiles * 4 * 32; idx += kWarps * 32) {
-    const int mt = idx / 128;
-    const int e = (idx / 32) % 4;
+  // Thread i of the block owns output fragment element i.
+  for (int idx = threadIdx.x; idx < kFrags * 32; idx += kWarps * 32) {
+    const int frag = idx / 32;
     const int l = idx % 32;
+    const int tt = frag / (kMTiles * 4);
+    const int mt = (frag / 4) % kMTiles;
+    const int e = frag % 4;
     float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += red[w][mt][e][l];
-    const int row = tile * 16 + (l >> 2) + (e >= 2 ? 8 : 0);
+    for (int w = 0; w < kWarps; ++w) sum += red[w][frag][l];
+    const int row = (tile0 + tt) * 16 + (l >> 2) + (e >= 2 ? 8 : 0);
     const int col = mt * 8 + 2 * (l & 3) + (e & 1);
     if (row < n && col < m) c[int64_t(col) * ldc + row] = from_float<T>(sum);
   }

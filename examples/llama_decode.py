@@ -39,17 +39,18 @@ CONFIGS = {
 class TorchInt4Linear(nn.Module):
     """A linear layer on PyTorch's own int4 ops (tinygemm on CUDA, _for_cpu on the CPU)."""
 
-    def __init__(self, q_int32, wire, scales_and_zeros, bias, group_size):
+    def __init__(self, wire, scales_and_zeros, bias, group_size):
         super().__init__()
         self.group_size = group_size
-        self.out_features = q_int32.shape[0]
+        self.out_features = wire.shape[0]
         self.scales_and_zeros = scales_and_zeros
         self.bias = bias
-        if q_int32.device.type == "cuda":
+        if wire.device.type == "cuda":  # takes PyTorch's uint8 wire format [N, K/2]
             self.packed = torch._convert_weight_to_int4pack(wire, 8)
             self.mm = torch._weight_int4pack_mm
-        else:
-            self.packed = torch._convert_weight_to_int4pack_for_cpu(q_int32, 8)
+        else:  # takes int32 [N, K]: the reference backend's "packed" layout is the wire format
+            q = int4mm.unpack(wire, wire.shape[0], 2 * wire.shape[1], backend="reference")
+            self.packed = torch._convert_weight_to_int4pack_for_cpu(q, 8)
             self.mm = torch._weight_int4pack_mm_for_cpu
 
     def forward(self, x):
@@ -144,9 +145,9 @@ def main():
     cache = {}
 
     def quantizer(w, group_size):
-        q, sz = int4mm.group_quantize(w, group_size)  # int32 [N, K], on w's device
-        cache[w.data_ptr()] = (q, sz)
-        return q, sz
+        wire, sz = int4mm.group_quantize(w, group_size, q_format="uint8")  # [N, K/2], on w's device
+        cache[w.data_ptr()] = (wire, sz)
+        return wire, sz
 
     start = time.perf_counter()
     report = int4mm.quantize_(model, group_size=args.group_size, quantizer=quantizer)
@@ -157,12 +158,10 @@ def main():
     if torch_int4_available(device, dtype):
         for fqn in report.replaced:
             linear = linears[fqn]
-            q, sz = cache[linear.weight.data_ptr()]
-            wire = int4mm.convert_weight_to_int4pack(q, backend="reference") if q.device.type == "cpu" \
-                else int4mm.convert_weight_to_int4pack(q.cpu(), backend="reference").to(q.device)
+            wire, sz = cache.pop(linear.weight.data_ptr())
             parent, _, child = fqn.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child,
-                    TorchInt4Linear(q, wire, sz, linear.bias, args.group_size))
+                    TorchInt4Linear(wire, sz, linear.bias, args.group_size))
         try:
             results.append(("torch-int4",) + decode(model, prompt, args.new_tokens, args.warmup, device, forced))
         except RuntimeError as e:

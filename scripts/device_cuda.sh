@@ -46,6 +46,6 @@ if [ "$what" != test ]; then
       --json "$OUT/bench-$dtype.json" > "$OUT/bench-$dtype.txt" 2>&1
     echo "== $dtype"; cat "$OUT/bench-$dtype.txt" | cut -c1-170
   done
-  PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes "$shapes" --m "$ms" \
+  [ -n "${SKIP_TORCH:-}" ] || PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes "$shapes" --m "$ms" \
     --json "$OUT/torch.json" 2>&1 | tee "$OUT/torch.txt"
 fi

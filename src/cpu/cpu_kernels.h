@@ -58,6 +58,31 @@ struct TileArgs {
   bool accumulate;       // add to c instead of overwriting it
 };
 
+// Software prefetch (all ISAs; __builtin_prefetch is a no-op where absent).
+// One core keeps only ~16 L1 misses in flight, so a thread streaming at the
+// speed of its arithmetic would see a fraction of DRAM bandwidth; measured in
+// docs/cpu.md. Two streams are prefetched:
+//   weights   kPrefetchAhead bytes ahead of the line being unpacked (one
+//             prefetch per 64-byte line; runs on into the next tile, which
+//             follows in memory).
+//   scales    the (scale, zero) line of each group lives in its own row of
+//             scales_and_zeros (row stride n * 2 elements), one new page per
+//             group, which the hardware prefetchers never fetch ahead: while
+//             tile t works on group g, the line of group g for tile t + 1 is
+//             fetched, a whole tile (~64 KB of weights) ahead.
+constexpr int64_t kPrefetchAhead = 1024;
+
+inline void prefetch_weights(const uint8_t* line) {
+  __builtin_prefetch(line + kPrefetchAhead, 0, 3);
+}
+
+// esize: bytes per element of scales_and_zeros.
+inline void prefetch_next_tile_scales(const TileArgs& t, int64_t g, int64_t esize) {
+  const char* p = static_cast<const char*>(t.sz) + (g * t.n * 2 + 2 * kTile) * esize;
+  __builtin_prefetch(p, 0, 3);
+  __builtin_prefetch(p + 2 * kTile * esize - 1, 0, 3);
+}
+
 namespace scalar {
 void mm_tile(const TileArgs& t);  // any width
 }

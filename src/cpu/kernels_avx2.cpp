@@ -35,12 +35,15 @@ void half_rows(const TileArgs& t, int row0, int half) {
     out[r] = t.accumulate ? _mm256_loadu_ps(c + r * t.ldc) : _mm256_setzero_ps();
   }
   const uint8_t* w = t.w + 8 * half;
+  const int64_t sz_size = dtype_size(t.sz_dtype);
   for (int64_t g = t.k0 / t.group_size; g < t.k1 / t.group_size; ++g) {
+    prefetch_next_tile_scales(t, g, sz_size);
     __m256 acc[kRows][kChains];
     for (int r = 0; r < kRows; ++r) {
       for (int h = 0; h < kChains; ++h) acc[r][h] = _mm256_setzero_ps();
     }
     for (int64_t k = g * t.group_size; k < (g + 1) * t.group_size; k += 8, w += 64) {
+      prefetch_weights(w);
       for (int j = 0; j < 4; ++j) {
         const __m256i v =
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 16 * j)));

@@ -61,11 +61,13 @@ void tile_rows(const TileArgs& t) {
   }
   const uint8_t* w = t.w;
   for (int64_t g = t.k0 / t.group_size; g < t.k1 / t.group_size; ++g) {
+    prefetch_next_tile_scales(t, g, 2);
     __m512 acc[kRows][kChains];
     for (int r = 0; r < kRows; ++r) {
       for (int h = 0; h < kChains; ++h) acc[r][h] = _mm512_setzero_ps();
     }
     for (int64_t k = g * t.group_size; k < (g + 1) * t.group_size; k += 8, w += 64) {
+      prefetch_weights(w);
       for (int j = 0; j < 4; ++j) {
         const __m512i v =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * j)));

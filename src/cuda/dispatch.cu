@@ -25,8 +25,12 @@ void dequant_gemm_mm(const MmArgs& args);  // dequant_gemm.cu
 
 namespace {
 
-constexpr int kGemvWarps = 8;  // warps per block, splitting K
-constexpr int kGemvSteps = 4;  // 4 x 16-byte loads in flight per lane (256 k)
+// gemv_mma's launch configuration, chosen with bench/tune_gemv.cu on an H100
+// (docs/cuda.md, "v2"): 8 warps split K, 4 x 16-byte loads per lane per tile,
+// no register double buffer (it cost more occupancy than it hid latency), and
+// register caps that keep 3 blocks (1 tile) or 2 blocks (2 tiles) per SM.
+constexpr int kGemvWarps = 8;
+constexpr int kGemvSteps = 4;
 constexpr int64_t kMmaMaxM = 32;
 constexpr int64_t kSimtMaxM = 4;
 
@@ -41,13 +45,22 @@ int sm_count() {
   return sms;
 }
 
-// Tiles per block of gemv_mma: 2 where that still leaves >= 1.5 blocks per SM.
-int mma_tiles_per_block(const MmArgs& args) { return tiles(args) >= 3 * sm_count() ? 2 : 1; }
+// Tiles per block of gemv_mma: 2 where that still leaves >= 1.5 blocks per
+// SM, and M <= 16 (with 4 m-tiles, 2 tiles would spill registers).
+int mma_tiles_per_block(const MmArgs& args) {
+  return args.m <= 16 && tiles(args) >= 3 * sm_count() ? 2 : 1;
+}
 
 template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   const int blocks = (tiles(args) + kTiles - 1) / kTiles;
-  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kGemvWarps, kGemvSteps, true, 1>
+  // The largest occupancy each shape fits without (more than a few bytes of)
+  // spills; group 32 holds 8 groups' scale/zero pairs per chunk in registers.
+  constexpr int kFragments = kTiles * kMTiles;
+  constexpr int kMinBlocks = kFragments == 1 ? (kGroup >= 64 ? 3 : 2)
+                             : kFragments == 2 && kGroup >= 64 ? 2
+                                                               : 1;
+  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kGemvWarps, kGemvSteps, false, kMinBlocks>
       <<<blocks, kGemvWarps * 32, 0, stream>>>(
           static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
           static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m),
@@ -77,7 +90,7 @@ void gemv_mma(const MmArgs& args) {
         } else if (args.m <= 16) {
           two ? launch_mma<T, kGroup, 2, 2>(args, stream) : launch_mma<T, kGroup, 2, 1>(args, stream);
         } else {
-          two ? launch_mma<T, kGroup, 4, 2>(args, stream) : launch_mma<T, kGroup, 4, 1>(args, stream);
+          launch_mma<T, kGroup, 4, 1>(args, stream);
         }
       }
     };

@@ -5,12 +5,16 @@
 //
 // Per shape and M, records of:
 //   "copy"         (once) the machine's read bandwidth: a vectorized integer sum
-//                  over a 1 GiB buffer (>> any LLC) with the same thread count.
+//                  (best of plain and software-prefetched) with the same thread count over a buffer as large as the
+//                  largest rotated weight footprint of the run (64 MiB .. 1 GiB):
+//                  the level of memory the weights are read from.
 //   "cpu_<isa>"    our kernel: median time, GB/s of weights (N*K/2 + scales and
 //                  zeros), % of the measured read bandwidth, max relative error
 //                  vs float64 on sampled outputs, speedups over the reference
 //                  backend and over dense SGEMM. Packed weights rotate over
-//                  enough copies to exceed twice the LLC, so M = 1 streams DRAM.
+//                  enough copies to exceed twice the LLC, so M = 1 streams DRAM
+//                  (at most 3 GB and 256 copies: a tiny shape stays in cache);
+//                  INT4MM_BENCH_COPIES=<n> forces n copies (1: a warm cache).
 //   "dense_sgemm"  OpenBLAS cblas_sgemm, float32, on the dequantized weights
 //                  (loaded at run time with dlopen: no link-time dependency; the
 //                  record is absent when libopenblas.so.0 is not installed).
@@ -24,6 +28,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -51,23 +56,32 @@ int thread_count(int threads) {
   return threads > 0 ? threads : std::max(1, int(sysconf(_SC_NPROCESSORS_ONLN)));
 }
 
-// Read bandwidth in GB/s: each thread sums its slice of a 1 GiB buffer of
-// uint64 (integer adds vectorize without -ffast-math; 4 accumulators).
-double read_bandwidth_gbs(int threads) {
-  const size_t count = size_t(1) << 27;  // 1 GiB
+// Read bandwidth in GB/s: each thread sums its slice of a `bytes` buffer of
+// uint64 (integer adds vectorize without -ffast-math; 8 per step), once as is
+// and once with a software prefetch 2 KB ahead; the faster counts. One core
+// keeps too few misses in flight for the hardware prefetchers alone to reach
+// DRAM speed on this VM (plain ~8-10 GB/s per core, prefetched ~11), and a
+// ceiling that our prefetching kernel could beat would flatter it.
+double read_bandwidth_gbs(int threads, double bytes) {
+  const size_t count = size_t(bytes) / sizeof(uint64_t) / 64 * 64;
   std::vector<uint64_t> buffer(count);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (size_t i = 0; i < count; ++i) buffer[i] = i * 2654435761u;
   volatile uint64_t sink = 0;
-  const double us = median_us(7, [&](int) {
-    uint64_t total = 0;
+  double best_us = 1e300;
+  for (const size_t ahead : {size_t(0), size_t(2048) / sizeof(uint64_t)}) {
+    best_us = std::min(best_us, median_us(7, [&](int) {
+      uint64_t total = 0;
+      const uint64_t* b = buffer.data();
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-    for (size_t i = 0; i < count; i += 4) {
-      total += buffer[i] + buffer[i + 1] + buffer[i + 2] + buffer[i + 3];
-    }
-    sink = sink + total;
-  });
-  return double(count * sizeof(uint64_t)) / us * 1e-3;
+      for (size_t i = 0; i < count; i += 8) {
+        if (ahead != 0) __builtin_prefetch(b + i + ahead, 0, 3);
+        total += b[i] + b[i + 1] + b[i + 2] + b[i + 3] + b[i + 4] + b[i + 5] + b[i + 6] + b[i + 7];
+      }
+      sink = sink + total;
+    }));
+  }
+  return double(count * sizeof(uint64_t)) / best_us * 1e-3;
 }
 
 // cblas_sgemm from OpenBLAS, if present.
@@ -136,23 +150,42 @@ std::vector<Record> run_cpu(const Config& config) {
   options.threads = threads;
   const std::string kernel = std::string("cpu_") + detail::cpu::isa_name(detail::cpu::current_isa());
 
+  long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (llc <= 0) llc = 64l << 20;
+  const char* forced_copies = std::getenv("INT4MM_BENCH_COPIES");
+  // Copies of each packed weight, rotated so that M = 1 reads DRAM, not LLC.
+  auto copies_for = [&](double packed_bytes) {
+    if (forced_copies != nullptr && *forced_copies != '\0') {
+      return std::max(1, std::atoi(forced_copies));
+    }
+    return int(std::clamp(2.0 * double(llc) / packed_bytes + 1.0, 1.0,
+                          std::clamp(3e9 / packed_bytes, 1.0, 256.0)));
+  };
+  // The bandwidth buffer is sized like the largest rotated footprint: a tiny
+  // shape (the CTest run) measures in seconds, not over 1 GiB.
+  double footprint = 0;
+  for (const Shape& shape : config.shapes) {
+    const PackedShape ps = packed_shape(Backend::kCpu, shape.n, shape.k);
+    const double bytes = double(ps.rows * ps.cols);
+    footprint = std::max(footprint, bytes * copies_for(bytes));
+  }
+  const double bandwidth_bytes = std::clamp(footprint, double(64 << 20), double(1 << 30));
+
   std::vector<Record> records;
-  const double bandwidth = read_bandwidth_gbs(threads);
+  const double bandwidth = read_bandwidth_gbs(threads, bandwidth_bytes);
   {
     Record copy;
     copy.backend = "cpu";
     copy.kernel = "copy";
     copy.dtype = config.dtype;
     copy.bandwidth_gbs = bandwidth;
-    copy.bytes = double(size_t(1) << 30);
+    copy.bytes = bandwidth_bytes;
     copy.time_us = copy.bytes / bandwidth * 1e-3;
     copy.extra["pct_of_bandwidth"] = 100.0;
     records.push_back(copy);
   }
   const Sgemm sgemm;
   if (sgemm.set_threads != nullptr) sgemm.set_threads(threads);
-  long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
-  if (llc <= 0) llc = 64l << 20;
 
   const int64_t max_m = config.ms.empty() ? 1 : *std::max_element(config.ms.begin(), config.ms.end());
   for (const Shape& shape : config.shapes) {
@@ -160,10 +193,7 @@ std::vector<Record> run_cpu(const Config& config) {
     const int64_t groups = p.k / p.group_size;
     const PackedShape ps = packed_shape(Backend::kCpu, p.n, p.k);
     const double packed_bytes = double(ps.rows * ps.cols);
-    // Copies of the packed weight, rotated so that M = 1 reads DRAM, not LLC
-    // (capped at 3 GB of copies).
-    const int copies = int(std::clamp(2.0 * double(llc) / packed_bytes + 1.0, 1.0,
-                                      std::max(1.0, 3e9 / packed_bytes)));
+    const int copies = copies_for(packed_bytes);
     std::vector<std::vector<uint8_t>> packed{size_t(copies)};
     packed[0].resize(size_t(packed_bytes));
     convert_weight_to_int4pack(view(p.q, DType::kUInt8, {p.n, p.k / 2}),
@@ -201,7 +231,6 @@ std::vector<Record> run_cpu(const Config& config) {
       r.weight_bytes = packed_bytes + double(p.sz.size());
       r.bytes = r.weight_bytes + double(m * p.k + m * p.n) * esize;
       const double gbs = r.weight_bytes / r.time_us * 1e-3;
-      r.extra["weight_gbs"] = gbs;
       r.extra["pct_of_bandwidth"] = 100.0 * gbs / bandwidth;
       r.extra["copies"] = copies;
       // The reference costs M*N*K float64 scalar steps: sample it while cheap.
@@ -216,8 +245,8 @@ std::vector<Record> run_cpu(const Config& config) {
           sgemm(a32.data(), w32.data(), c32.data(), m, p.n, p.k);
         });
         d.bytes = double(p.n * p.k + m * p.k + m * p.n) * 4.0;
-        const double dense_gbs = double(p.n * p.k) * 4.0 / d.time_us * 1e-3;
-        d.extra["weight_gbs"] = dense_gbs;
+        d.weight_bytes = double(p.n * p.k) * 4.0;  // its own float32 weights
+        const double dense_gbs = d.weight_bytes / d.time_us * 1e-3;
         d.extra["pct_of_bandwidth"] = 100.0 * dense_gbs / bandwidth;
         r.extra["speedup_vs_dense"] = d.time_us / r.time_us;
         records.push_back(r);

@@ -70,7 +70,7 @@ struct TileArgs {
 //             group, which the hardware prefetchers never fetch ahead: while
 //             tile t works on group g, the line of group g for tile t + 1 is
 //             fetched, a whole tile (~64 KB of weights) ahead.
-constexpr int64_t kPrefetchAhead = 1024;
+constexpr int64_t kPrefetchAhead = 3072;
 
 inline void prefetch_weights(const uint8_t* line) {
   __builtin_prefetch(line + kPrefetchAhead, 0, 3);

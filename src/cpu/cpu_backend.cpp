@@ -24,6 +24,11 @@
 //   1. Tail tiles (n % 16 columns) run the portable kernel on every ISA.
 //   2. Scratch (float32 A, sum(a), float32 C) is allocated per call.
 #include <omp.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -51,16 +56,33 @@ const char* isa_name(Isa isa) {
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
     case Isa::kAvx512Bf16: return "avx512_bf16";
+    case Isa::kAmx: return "amx";
   }
   return "?";
 }
 
 Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
     if (name == isa_name(isa)) return isa;
   }
-  fail("cpu", "INT4MM_CPU_ISA must be scalar, avx2, avx512 or avx512_bf16, got '", name, "'");
+  fail("cpu", "INT4MM_CPU_ISA must be scalar, avx2, avx512, avx512_bf16 or amx, got '", name,
+       "'");
 }
+
+#if defined(__x86_64__)
+namespace {
+// AMX-TILE and AMX-BF16 in CPUID (leaf 7, EDX bits 24 and 22), and Linux's
+// permission to use the tile data state (XFEATURE_XTILEDATA = 18), which a
+// process must request once (ARCH_REQ_XCOMP_PERM = 0x1023) before any tile
+// instruction, or the first one faults.
+bool amx_usable() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
+  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+}
+}  // namespace
+#endif
 
 Isa detected_isa() {
   static const Isa isa = [] {
@@ -72,7 +94,9 @@ Isa detected_isa() {
     const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                         __builtin_cpu_supports("avx512dq");
-    if (avx512 && __builtin_cpu_supports("avx512bf16")) return Isa::kAvx512Bf16;
+    if (avx512 && __builtin_cpu_supports("avx512bf16")) {
+      return amx_usable() ? Isa::kAmx : Isa::kAvx512Bf16;
+    }
     if (avx512) return Isa::kAvx512;
     if (avx2) return Isa::kAvx2;
 #endif
@@ -170,9 +194,20 @@ using TileKernel = void (*)(const TileArgs&);
 // in L2) and 8 KB of each tile (in L1). A multiple of every group size.
 constexpr int64_t kKBlock = 1024;
 
-TileKernel full_tile_kernel(Isa isa, bool bf16_a) {
+// The kernel for full tiles. bfloat16 activations, read as they are (no
+// float32 copy of A), go to the BF16 kernels: VDPBF16PS at M = 1 (memory-bound
+// there; from M = 2 the float FMA kernel was measured faster than it), and
+// AMX's TDPBF16PS at M = 2..8, where the FMA kernel is bound by arithmetic.
+// Measured in docs/cpu.md.
+TileKernel full_tile_kernel(Isa isa, DType dtype, int64_t m, int64_t group_size) {
+  const bool bf16 = dtype == DType::kBFloat16;
   switch (isa) {
-    case Isa::kAvx512Bf16: return bf16_a ? avx512_bf16::mm_tile : avx512::mm_tile;
+    case Isa::kAmx:
+      if (bf16 && m >= 2 && m <= kMaxRows && group_size % 32 == 0 && group_size <= 256) {
+        return amx::mm_tile;
+      }
+      [[fallthrough]];
+    case Isa::kAvx512Bf16: return bf16 && m == 1 ? avx512_bf16::mm_tile : avx512::mm_tile;
     case Isa::kAvx512: return avx512::mm_tile;
     case Isa::kAvx2: return avx2::mm_tile;
     case Isa::kScalar: break;
@@ -186,12 +221,8 @@ void mm(const MmArgs& args) {
   const int64_t m = args.m, n = args.n, k = args.k, group_size = args.group_size;
   const int64_t groups = k / group_size;
   const Isa isa = current_isa();
-  // The BF16 dot-product kernel only for M = 1: measured (docs/cpu.md), the
-  // float FMA kernel is faster from M = 2 on (VDPBF16PS's latency and the
-  // 32-bit pair broadcasts cost more than the conversions they save), and
-  // equal at M = 1, where memory is the limit.
-  const bool bf16_kernel = isa == Isa::kAvx512Bf16 && args.dtype == DType::kBFloat16 && m == 1;
-  const TileKernel full_kernel = full_tile_kernel(isa, bf16_kernel);
+  const TileKernel full_kernel = full_tile_kernel(isa, args.dtype, m, group_size);
+  const bool bf16_kernel = full_kernel == avx512_bf16::mm_tile || full_kernel == amx::mm_tile;
 
   const int64_t tiles = tile_count(n);
   const int64_t ldc32 = tiles * kTile;

@@ -10,15 +10,18 @@
 //   kAvx512      AVX-512 F/BW/VL/DQ + F16C + FMA    (16 float lanes)
 //   kAvx512Bf16  kAvx512 + AVX512_BF16: bfloat16 activations use VDPBF16PS,
 //                two products per float lane and instruction
+//   kAmx         kAvx512Bf16 + AMX-TILE/AMX-BF16, with the tile data state
+//                granted by Linux (arch_prctl): bfloat16 activations at
+//                M = 2..8 use TDPBF16PS
 #pragma once
 
 #include <string>
 
 namespace int4mm::detail::cpu {
 
-enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3 };
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3, kAmx = 4 };
 
-const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512", "avx512_bf16"
+const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512", "avx512_bf16", "amx"
 
 // Parses a name accepted by INT4MM_CPU_ISA; an unknown name is an Error.
 Isa parse_isa(const std::string& name);

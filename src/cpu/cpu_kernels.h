@@ -95,5 +95,8 @@ void mm_tile(const TileArgs& t);  // width 16
 namespace avx512_bf16 {
 void mm_tile(const TileArgs& t);  // width 16, a is bfloat16
 }
+namespace amx {
+void mm_tile(const TileArgs& t);  // width 16, a is bfloat16, group_size 32..256
+}
 
 }  // namespace int4mm::detail::cpu

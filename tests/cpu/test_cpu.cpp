@@ -16,7 +16,7 @@ using detail::cpu::Isa;
 
 std::vector<Isa> isas_present() {
   std::vector<Isa> v;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
     if (int(isa) <= int(detail::cpu::detected_isa())) v.push_back(isa);
   }
   return v;
@@ -119,18 +119,21 @@ TEST(CpuIsaMatmul, PyTorchCriterion) {
   }
 }
 
-// The BF16 kernel serves M = 1 only: cover it on every group size and a
-// strided A, beside the odd shapes above.
-TEST(CpuIsaMatmul, Bf16KernelAtMOne) {
+// The BF16 kernels serve bfloat16 at M = 1 (VDPBF16PS) and M = 2..8 (AMX):
+// cover both on every group size and a strided A, beside the odd shapes above.
+TEST(CpuIsaMatmul, Bf16KernelsAtSmallM) {
   IsaGuard guard;
-  for (int64_t group_size : group_sizes()) {
-    Problem p = make_problem(1, 53, 1024, group_size, DType::kBFloat16, uint32_t(group_size));
-    const Oracle o = oracle(p);
-    const std::vector<uint8_t> packed = pack_cpu(p);
-    for (Isa isa : isas_present()) {
-      detail::cpu::set_isa_override(isa);
-      expect_matches_oracle(p, o, run_mm(p, packed, p.k + 2, p.n, 2), p.n,
-                            detail::cpu::isa_name(isa));
+  for (int64_t m : {1, 2, 8}) {
+    for (int64_t group_size : group_sizes()) {
+      Problem p = make_problem(m, 53, 1024, group_size, DType::kBFloat16,
+                               uint32_t(group_size + m));
+      const Oracle o = oracle(p);
+      const std::vector<uint8_t> packed = pack_cpu(p);
+      for (Isa isa : isas_present()) {
+        detail::cpu::set_isa_override(isa);
+        expect_matches_oracle(p, o, run_mm(p, packed, p.k + 2, p.n, 2), p.n,
+                              std::string(detail::cpu::isa_name(isa)) + " M=" + std::to_string(m));
+      }
     }
   }
 }
@@ -155,20 +158,20 @@ TEST(CpuDequantize, MatchesReferenceBitForBit) {
 }
 
 TEST(CpuIsa, NamesRoundTripAndUnknownIsAnError) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
     EXPECT_EQ(detail::cpu::parse_isa(detail::cpu::isa_name(isa)), isa);
   }
   expect_error([] { detail::cpu::parse_isa("sse9"); },
-               "cpu: INT4MM_CPU_ISA must be scalar, avx2, avx512 or avx512_bf16, got 'sse9'");
+               "cpu: INT4MM_CPU_ISA must be scalar, avx2, avx512, avx512_bf16 or amx, got 'sse9'");
 }
 
 TEST(CpuIsa, ForcingAnAbsentIsaIsAnError) {
   IsaGuard guard;
-  if (detail::cpu::detected_isa() == Isa::kAvx512Bf16) {
+  if (detail::cpu::detected_isa() == Isa::kAmx) {
     GTEST_SKIP() << "this CPU has every ISA the backend knows";
   }
-  expect_error([] { detail::cpu::set_isa_override(Isa::kAvx512Bf16); },
-               "asks for ISA avx512_bf16 but this CPU supports at most");
+  expect_error([] { detail::cpu::set_isa_override(Isa::kAmx); },
+               "asks for ISA amx but this CPU supports at most");
 }
 
 }  // namespace

@@ -32,9 +32,39 @@ def _convert_weight_to_int4pack(w: torch.Tensor, inner_k_tiles: int) -> torch.Te
     return ops.convert_weight_to_int4pack(w, inner_k_tiles)
 
 
+# The current stream's cudaStream_t as an int, by device index; the public
+# torch.cuda.current_stream(device).cuda_stream builds a Stream object (slower).
+_current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _stream(t: torch.Tensor) -> int:
+    if t.device.type != "cuda":
+        return 0
+    if _current_raw_stream is not None:
+        return _current_raw_stream(t.device.index)
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def weight_int4pack_mm_eager(a: torch.Tensor, packed: torch.Tensor, group_size: int,
+                             scales_and_zeros: torch.Tensor) -> torch.Tensor:
+    """The operator's kernel, callable without the dispatcher (Int4Linear's eager path).
+
+    Decode runs one small matmul per layer, so per-call overhead counts: this
+    skips ops.py's framework checks and allocates with a.new_empty. The C++
+    layer still validates everything.
+    """
+    if a.requires_grad:  # DLPack refuses tensors that require grad
+        a = a.detach()
+    m = a.shape[0] if a.dim() == 2 else 0
+    n = scales_and_zeros.shape[1] if scales_and_zeros.dim() == 3 else 1
+    out = a.new_empty((m, n))
+    _C.weight_int4pack_mm(a, packed, group_size, scales_and_zeros, out, "auto", _stream(a), 0)
+    return out
+
+
 def _weight_int4pack_mm(a: torch.Tensor, packed: torch.Tensor, group_size: int,
                         scales_and_zeros: torch.Tensor) -> torch.Tensor:
-    return ops.weight_int4pack_mm(a, packed, group_size, scales_and_zeros)
+    return weight_int4pack_mm_eager(a, packed, group_size, scales_and_zeros)
 
 
 for _key in ("CPU", "CUDA"):

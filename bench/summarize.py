@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Turns `int4mm bench --json` files (and bench/torch_cuda_bench.py's JSON)
+from one run into the markdown tables of docs/cuda.md: per shape and M, our
+kernel beside the Metal-port baseline, cuBLAS dense and tinygemm, as times
+and as ratios to the copy bandwidth measured in the same run.
+
+  python3 bench/summarize.py out/bench-bf16.json [out/torch.json]
+"""
+import json
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    return data["records"] if isinstance(data, dict) else data
+
+
+def main(paths):
+    ours = [r for p in paths if "torch" not in p for r in load(p)]
+    torch = {(r["m"], r["n"], r["k"]): r for p in paths if "torch" in p for r in load(p)}
+    dtype = ours[0]["dtype"]
+    bw = ours[0]["bandwidth_gbs"]
+    print(f"{dtype}, group {ours[1]['group_size']}; copy bandwidth {bw:.0f} GB/s (read + write) in this run\n")
+    print("| K x N | M | ours (kernel) us | % of copy bw | cuBLAS us | vs cuBLAS | tinygemm us | vs tinygemm | Metal port us |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    by_key = {}
+    for r in ours:
+        by_key.setdefault((r["m"], r["n"], r["k"]), {})[r["kernel"]] = r
+    for (m, n, k), kernels in sorted(by_key.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+        if m == 0:
+            continue
+        dense = kernels.pop("cublas_dense", None)
+        metal = kernels.pop("metal_port", None)
+        kernels.pop("dequant_cublas", None) if len(kernels) > 1 else None
+        (name, mine), = list(kernels.items())[:1]
+        tiny = torch.get((m, n, k)) if dtype == "bfloat16" else None
+        cells = [f"{k} x {n}", str(m), f"{mine['time_us']:.1f} ({name})",
+                 f"{mine['pct_of_bandwidth']:.0f}%",
+                 f"{dense['time_us']:.1f}" if dense else "-",
+                 f"{dense['time_us'] / mine['time_us']:.2f}x" if dense else "-",
+                 f"{tiny['time_us']:.1f}" if tiny else "-",
+                 f"{tiny['time_us'] / mine['time_us']:.2f}x" if tiny else "-",
+                 f"{metal['time_us']:.1f}" if metal else "-"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

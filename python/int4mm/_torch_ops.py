@@ -50,15 +50,14 @@ def weight_int4pack_mm_eager(a: torch.Tensor, packed: torch.Tensor, group_size: 
     """The operator's kernel, callable without the dispatcher (Int4Linear's eager path).
 
     Decode runs one small matmul per layer, so per-call overhead counts: this
-    skips ops.py's framework checks and allocates with a.new_empty. The C++
-    layer still validates everything.
+    skips ops.py's framework checks, allocates with a.new_empty and hands the
+    tensors to C++ by their attributes rather than DLPack. The C++ layer
+    still validates everything.
     """
-    if a.requires_grad:  # DLPack refuses tensors that require grad
-        a = a.detach()
     m = a.shape[0] if a.dim() == 2 else 0
     n = scales_and_zeros.shape[1] if scales_and_zeros.dim() == 3 else 1
     out = a.new_empty((m, n))
-    _C.weight_int4pack_mm(a, packed, group_size, scales_and_zeros, out, "auto", _stream(a), 0)
+    _C.weight_int4pack_mm_torch(a, packed, group_size, scales_and_zeros, out, _stream(a))
     return out
 
 

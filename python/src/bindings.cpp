@@ -13,6 +13,9 @@
 //   uint16              -> kBFloat16 (the bits of ml_dtypes.bfloat16: numpy
 //                          exports no bfloat16, so ops.py passes a uint16 view)
 //
+// weight_int4pack_mm_torch is the same matmul for torch tensors, read from
+// their attributes instead of DLPack: the per-layer decode hot path.
+//
 // int4mm::Error becomes int4mm.Int4mmError (a ValueError) with the same message.
 // The GIL is released while the library runs.
 #include <nanobind/nanobind.h>
@@ -78,6 +81,69 @@ int4mm::TensorView to_view(const char* op, const char* arg, const Array& a) {
   // An empty array's strides mean nothing (exporters report 0 or anything):
   // describe it as contiguous so that layout checks judge only real data.
   if (v.numel() == 0) {
+    int64_t stride = 1;
+    for (int d = v.ndim - 1; d >= 0; --d) {
+      v.strides[d] = stride;
+      stride *= std::max<int64_t>(v.shape[d], 1);
+    }
+  }
+  return v;
+}
+
+// The torch dtypes, looked up once (leaked on purpose: no destructor runs
+// after the interpreter is gone).
+struct TorchDTypes {
+  nb::object float32, float16, bfloat16, int32, uint8;
+};
+
+const TorchDTypes& torch_dtypes() {
+  static const TorchDTypes* dtypes = [] {
+    nb::module_ torch = nb::module_::import_("torch");
+    return new TorchDTypes{torch.attr("float32"), torch.attr("float16"), torch.attr("bfloat16"),
+                           torch.attr("int32"), torch.attr("uint8")};
+  }();
+  return *dtypes;
+}
+
+// A torch.Tensor as a TensorView, read from its attributes: the hot path of
+// torch.ops.int4mm.weight_int4pack_mm. DLPack costs a few microseconds per
+// tensor (a Python-level __dlpack__ and a capsule); decode calls the matmul
+// once per layer per token, so those microseconds add up.
+int4mm::TensorView torch_view(const char* op, const char* arg, nb::handle t) {
+  const std::string where = std::string(op) + ": " + arg;
+  const TorchDTypes& dt = torch_dtypes();
+  int4mm::TensorView v;
+  nb::object dtype = t.attr("dtype");
+  if (dtype.is(dt.float32)) v.dtype = int4mm::DType::kFloat32;
+  else if (dtype.is(dt.bfloat16)) v.dtype = int4mm::DType::kBFloat16;
+  else if (dtype.is(dt.float16)) v.dtype = int4mm::DType::kFloat16;
+  else if (dtype.is(dt.int32)) v.dtype = int4mm::DType::kInt32;
+  else if (dtype.is(dt.uint8)) v.dtype = int4mm::DType::kUInt8;
+  else {
+    throw int4mm::Error(where + " must be float32, float16, bfloat16, int32 or uint8, got " +
+                        nb::cast<std::string>(nb::str(dtype)));
+  }
+  nb::object device = t.attr("device");
+  const std::string type = nb::cast<std::string>(device.attr("type"));
+  if (type == "cuda") {
+    v.device = int4mm::Device::cuda(nb::cast<int>(device.attr("index")));
+  } else if (type != "cpu") {
+    throw int4mm::Error(where + " must be on the cpu or a CUDA device, got " + type);
+  }
+  nb::tuple shape = nb::borrow<nb::tuple>(t.attr("shape"));
+  nb::tuple strides = nb::borrow<nb::tuple>(t.attr("stride")());
+  if (shape.size() > size_t(int4mm::TensorView::kMaxDims)) {
+    throw int4mm::Error(where + " must have at most " +
+                        std::to_string(int4mm::TensorView::kMaxDims) + " dimensions, got " +
+                        std::to_string(shape.size()));
+  }
+  v.ndim = int(shape.size());
+  for (int d = 0; d < v.ndim; ++d) {
+    v.shape[d] = nb::cast<int64_t>(shape[size_t(d)]);
+    v.strides[d] = nb::cast<int64_t>(strides[size_t(d)]);
+  }
+  v.data = reinterpret_cast<void*>(nb::cast<uintptr_t>(t.attr("data_ptr")()));
+  if (v.numel() == 0) {  // as in to_view: an empty tensor's strides mean nothing
     int64_t stride = 1;
     for (int d = v.ndim - 1; d >= 0; --d) {
       v.strides[d] = stride;
@@ -172,6 +238,23 @@ NB_MODULE(_C, m) {
       },
       nb::arg("a"), nb::arg("packed"), nb::arg("group_size"), nb::arg("scales_and_zeros"),
       nb::arg("c"), nb::arg("backend"), nb::arg("stream"), nb::arg("threads"));
+
+  m.def(
+      "weight_int4pack_mm_torch",
+      [](nb::handle a, nb::handle packed, int64_t group_size, nb::handle scales_and_zeros,
+         nb::handle c, uintptr_t stream) {
+        const char* op = "weight_int4pack_mm";
+        int4mm::Options options;
+        options.stream = reinterpret_cast<void*>(stream);
+        const auto av = torch_view(op, "A", a), pv = torch_view(op, "packed", packed);
+        const auto sv = torch_view(op, "scales_and_zeros", scales_and_zeros);
+        const auto cv = torch_view(op, "C", c);
+        nb::gil_scoped_release release;
+        int4mm::weight_int4pack_mm(av, pv, group_size, sv, cv, options);
+      },
+      nb::arg("a"), nb::arg("packed"), nb::arg("group_size"), nb::arg("scales_and_zeros"),
+      nb::arg("c"), nb::arg("stream"),
+      "weight_int4pack_mm for torch tensors, read without DLPack (backend auto)");
 
   m.def(
       "dequantize",

@@ -231,6 +231,18 @@ def test_int4linear_cast_keeps_working():
     assert layer(torch.randn(2, 128).half()).dtype == torch.float16
 
 
+def test_int4linear_errors_name_the_argument():
+    layer = int4mm.Int4Linear.from_linear(torch.nn.Linear(128, 16).to(torch.bfloat16), group_size=128)
+    with pytest.raises(int4mm.Int4mmError, match="weight_int4pack_mm: A must be float32, float16, "
+                                                 "bfloat16, int32 or uint8, got torch.float64"):
+        layer(torch.randn(2, 128, dtype=torch.float64))
+    with pytest.raises(int4mm.Int4mmError, match="weight_int4pack_mm: scales_and_zeros must be float32, got bfloat16"):
+        layer(torch.randn(2, 128))
+    with pytest.raises(int4mm.Int4mmError, match="weight_int4pack_mm: A must have a contiguous last dimension"):
+        torch.ops.int4mm.weight_int4pack_mm(torch.randn(128, 2).bfloat16().t(), layer.packed, 128,
+                                            layer.scales_and_zeros)
+
+
 def test_int4linear_rejects_bad_group_size():
     with pytest.raises(int4mm.Int4mmError, match="in_features must be a multiple of group_size=128, got 100"):
         int4mm.Int4Linear(100, 8)

@@ -197,13 +197,14 @@ constexpr int64_t kKBlock = 1024;
 // The kernel for full tiles. bfloat16 activations, read as they are (no
 // float32 copy of A), go to the BF16 kernels: VDPBF16PS at M = 1 (memory-bound
 // there; from M = 2 the float FMA kernel was measured faster than it), and
-// AMX's TDPBF16PS at M = 2..8, where the FMA kernel is bound by arithmetic.
+// AMX's TDPBF16PS from M = 2 on (blocks of 8 rows; large M through the same
+// k-blocked driver), where the FMA kernel is bound by arithmetic.
 // Measured in docs/cpu.md.
 TileKernel full_tile_kernel(Isa isa, DType dtype, int64_t m, int64_t group_size) {
   const bool bf16 = dtype == DType::kBFloat16;
   switch (isa) {
     case Isa::kAmx:
-      if (bf16 && m >= 2 && m <= kMaxRows && group_size % 32 == 0 && group_size <= 256) {
+      if (bf16 && m >= 2 && group_size % 32 == 0 && group_size <= 256) {
         return amx::mm_tile;
       }
       [[fallthrough]];

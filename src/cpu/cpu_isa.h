@@ -11,8 +11,8 @@
 //   kAvx512Bf16  kAvx512 + AVX512_BF16: bfloat16 activations use VDPBF16PS,
 //                two products per float lane and instruction
 //   kAmx         kAvx512Bf16 + AMX-TILE/AMX-BF16, with the tile data state
-//                granted by Linux (arch_prctl): bfloat16 activations at
-//                M = 2..8 use TDPBF16PS
+//                granted by Linux (arch_prctl): bfloat16 activations from
+//                M = 2 on use TDPBF16PS
 #pragma once
 
 #include <string>

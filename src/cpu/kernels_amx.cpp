@@ -1,5 +1,5 @@
-// AMX-BF16 kernel of the CPU backend, for bfloat16 activations at M = 2..8
-// (compiled with the AVX-512 flags plus -mavx512bf16 -mamx-tile -mamx-bf16;
+// AMX-BF16 kernel of the CPU backend, for bfloat16 activations from M = 2 on,
+// 1..8 rows per call (large M: the driver's k-blocked loop; compiled with the AVX-512 flags plus -mavx512bf16 -mamx-tile -mamx-bf16;
 // called only when CPUID has AMX-BF16 and Linux granted the tile data state).
 //
 // Why: at M = 8 the float FMA kernel needs 64 FMAs per 64-byte line (one per

@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -194,17 +195,19 @@ using TileKernel = void (*)(const TileArgs&);
 // in L2) and 8 KB of each tile (in L1). A multiple of every group size.
 constexpr int64_t kKBlock = 1024;
 
-// The kernel for full tiles. bfloat16 activations, read as they are (no
-// float32 copy of A), go to the BF16 kernels: VDPBF16PS at M = 1 (memory-bound
-// there; from M = 2 the float FMA kernel was measured faster than it), and
-// AMX's TDPBF16PS from M = 2 on (blocks of 8 rows; large M through the same
-// k-blocked driver), where the FMA kernel is bound by arithmetic.
-// Measured in docs/cpu.md.
+// The kernel for full tiles. M = 1: VDPBF16PS for bfloat16 activations (read
+// as they are), the float FMA kernel otherwise; both stream at memory speed.
+// From M = 2 on, AMX's TDPBF16PS (blocks of 8 rows; large M through the same
+// k-blocked driver), where the FMA kernel is bound by arithmetic and
+// VDPBF16PS was measured slower still. Measured in docs/cpu.md.
 TileKernel full_tile_kernel(Isa isa, DType dtype, int64_t m, int64_t group_size) {
   const bool bf16 = dtype == DType::kBFloat16;
   switch (isa) {
     case Isa::kAmx:
-      if (bf16 && m >= 2 && group_size % 32 == 0 && group_size <= 256) {
+      // float32 rows are split into 3 bfloat16 rows (below): two tile
+      // sub-blocks per 8 rows, measured slower than the FMA kernel at large M.
+      if (m >= 2 && group_size % 32 == 0 && group_size <= 256 &&
+          (dtype != DType::kFloat32 || m <= kMaxRows)) {
         return amx::mm_tile;
       }
       [[fallthrough]];
@@ -223,7 +226,16 @@ void mm(const MmArgs& args) {
   const int64_t groups = k / group_size;
   const Isa isa = current_isa();
   const TileKernel full_kernel = full_tile_kernel(isa, args.dtype, m, group_size);
-  const bool bf16_kernel = full_kernel == avx512_bf16::mm_tile || full_kernel == amx::mm_tile;
+  const bool amx_kernel = full_kernel == amx::mm_tile;
+  const bool bf16_kernel = full_kernel == avx512_bf16::mm_tile || amx_kernel;
+  // The AMX kernel multiplies bfloat16 only. float16 and float32 rows of A are
+  // split EXACTLY into 2 or 3 bfloat16 rows, a = hi + mid + lo (each the top 8
+  // significant bits of what is left; float16 has 11, float32 24), so that every
+  // product stays exact and the sum is accumulated in float32 as before.
+  const int split = !amx_kernel || args.dtype == DType::kBFloat16 ? 1
+                    : args.dtype == DType::kFloat16                ? 2
+                                                                   : 3;
+  std::vector<uint16_t> a_split(split > 1 ? size_t(m * split * k) : 0);  // [m][split][k]
 
   const int64_t tiles = tile_count(n);
   const int64_t ldc32 = tiles * kTile;
@@ -245,6 +257,16 @@ void mm(const MmArgs& args) {
         const float v = load_float(args.a, args.dtype, r * args.lda + l);
         if (a_floats != nullptr && (!bf16_kernel || need_tail_floats)) a_floats[r * k + l] = v;
         sum += v;
+        float rest = v;
+        for (int h = 0; h < split && split > 1; ++h) {
+          uint32_t bits;
+          std::memcpy(&bits, &rest, sizeof bits);
+          const uint32_t top = bits & 0xFFFF0000u;  // truncation: rest - top is exact
+          float top_value;
+          std::memcpy(&top_value, &top, sizeof top);
+          a_split[size_t((r * split + h) * k + l)] = uint16_t(top >> 16);
+          rest -= top_value;
+        }
       }
       sum_a[r * groups + g] = float(sum);
     }
@@ -267,9 +289,11 @@ void mm(const MmArgs& args) {
         TileArgs ta{};
         ta.w = args.packed + tile_offset(t, k) + k0 / 8 * 4 * width;
         ta.width = width;
-        const bool raw_a = full && bf16_kernel;
+        const bool raw_a = full && bf16_kernel && split == 1;
+        const bool split_a = full && split > 1;
         ta.a = raw_a ? args.a : static_cast<const void*>(a_floats);
         ta.lda = raw_a ? args.lda : k;
+        ta.split = split_a ? split : 1;
         ta.ld_sum = groups;
         ta.sz = static_cast<const uint8_t*>(args.sz) + t * kTile * 2 * dtype_size(args.dtype);
         ta.n = n;
@@ -284,6 +308,8 @@ void mm(const MmArgs& args) {
           const int64_t a_row = raw_a ? r0 * args.lda : r0 * k;
           if (raw_a) {
             ta.a = static_cast<const uint16_t*>(args.a) + a_row;
+          } else if (split_a) {
+            ta.a = a_split.data() + r0 * split * k;
           } else {
             ta.a = a_floats + a_row;
           }

@@ -56,6 +56,7 @@ struct TileArgs {
   int64_t group_size;
   int rows;              // 1..kMaxRows
   bool accumulate;       // add to c instead of overwriting it
+  int split = 1;         // AMX: bfloat16 rows per row of A (a = sum of them; cpu_backend.cpp)
 };
 
 // Software prefetch (all ISAs; __builtin_prefetch is a no-op where absent).

@@ -119,20 +119,23 @@ TEST(CpuIsaMatmul, PyTorchCriterion) {
   }
 }
 
-// The BF16 kernels serve bfloat16 at M = 1 (VDPBF16PS) and M = 2..8 (AMX):
-// cover both on every group size and a strided A, beside the odd shapes above.
+// The BF16 kernels: VDPBF16PS (bfloat16, M = 1) and AMX (M >= 2; float16 and
+// float32 rows split into 2 and 3 bfloat16 rows, float32 in two tile
+// sub-blocks at M = 8): every dtype and group size, a strided A.
 TEST(CpuIsaMatmul, Bf16KernelsAtSmallM) {
   IsaGuard guard;
-  for (int64_t m : {1, 2, 8}) {
-    for (int64_t group_size : group_sizes()) {
-      Problem p = make_problem(m, 53, 1024, group_size, DType::kBFloat16,
-                               uint32_t(group_size + m));
-      const Oracle o = oracle(p);
-      const std::vector<uint8_t> packed = pack_cpu(p);
-      for (Isa isa : isas_present()) {
-        detail::cpu::set_isa_override(isa);
-        expect_matches_oracle(p, o, run_mm(p, packed, p.k + 2, p.n, 2), p.n,
-                              std::string(detail::cpu::isa_name(isa)) + " M=" + std::to_string(m));
+  for (DType dtype : float_dtypes()) {
+    for (int64_t m : {1, 2, 8}) {
+      for (int64_t group_size : group_sizes()) {
+        Problem p = make_problem(m, 53, 1024, group_size, dtype, uint32_t(group_size + m));
+        const Oracle o = oracle(p);
+        const std::vector<uint8_t> packed = pack_cpu(p);
+        for (Isa isa : isas_present()) {
+          detail::cpu::set_isa_override(isa);
+          expect_matches_oracle(p, o, run_mm(p, packed, p.k + 2, p.n, 2), p.n,
+                                std::string(detail::cpu::isa_name(isa)) + " M=" +
+                                    std::to_string(m) + " " + dtype_name(dtype));
+        }
       }
     }
   }

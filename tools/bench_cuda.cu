@@ -7,7 +7,9 @@
 // Records per shape and M:
 //   ours            the dispatched kernel (gemv_mma, gemv_simt, dequant_cublas)
 //   metal_port      the original Metal algorithm, ported (baseline; M <= 16)
-//   dequant_cublas  dequantize + cuBLAS, where dispatch chose a GEMV (M >= 16)
+//   gemm_mma,       the other tensor-core kernel where both apply (M 16..32),
+//   gemv_mma        so that dispatch's switch point stays measured
+//   dequant_cublas  dequantize + cuBLAS, where dispatch chose another kernel (M >= 16)
 //   cublas_dense    cuBLAS on dense W in the same dtype (the peer)
 //   copy            device-to-device copy of 1 GiB (the ceiling), once per run
 #include <cublas_v2.h>
@@ -275,6 +277,14 @@ std::vector<Record> run_cuda(const Config& config) {
           args.packed = metal->as<uint8_t>() + (i % copies) * problem.q.size();
           cu::metal_port_mm(args);
         });
+      }
+      if (chosen != cu::MmKernel::kGemmMma && m >= 16 &&
+          cu::supports(cu::MmKernel::kGemmMma, args_for(0))) {
+        variants.emplace_back("gemm_mma", [&](int i) { cu::mm_with(cu::MmKernel::kGemmMma, args_for(i)); });
+      }
+      if (chosen != cu::MmKernel::kGemvMma && m <= 32 &&
+          cu::supports(cu::MmKernel::kGemvMma, args_for(0))) {
+        variants.emplace_back("gemv_mma", [&](int i) { cu::mm_with(cu::MmKernel::kGemvMma, args_for(i)); });
       }
       if (chosen != cu::MmKernel::kDequantGemm && m >= 16) {
         variants.emplace_back("dequant_cublas", [&](int i) { cu::mm_with(cu::MmKernel::kDequantGemm, args_for(i)); });

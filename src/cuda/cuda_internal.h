@@ -19,6 +19,7 @@ enum class MmKernel : int {
   kAuto,          // dispatch (dispatch.cu) chooses
   kGemvMma,       // 16-bit activations, M <= 32: tensor-core GEMV (gemv_mma.cuh)
   kGemvSimt,      // float32 activations, M <= 4: CUDA-core GEMV (gemv_simt.cuh)
+  kGemmMma,       // 16-bit activations, middle M, group >= 64: tensor-core GEMM (gemm_mma.cuh)
   kDequantGemm,   // any M: dequantize to the activation dtype + cuBLAS
 };
 const char* kernel_name(MmKernel kernel);

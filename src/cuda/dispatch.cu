@@ -6,13 +6,16 @@
 //                                                               the math, weights read once;
 //                          kTiles = 2 when N/16 >= 3 x SMs      (each activation fragment feeds
 //                          (else 1)                             two tiles; enough blocks remain)
-//   fp16/bf16    33..      dequantize + cuBLAS                  compute-bound; cuBLAS is at peak
+//   fp16/bf16    17..256   gemm_mma (group >= 64)               one shared activation tile feeds
+//                                                               16 warps; split-K over blocks
+//   fp16/bf16    257.. (and group 32 above M = 32)
+//                          dequantize + cuBLAS                  compute-bound; cuBLAS is at peak
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
-// TODO(#7): a fused tensor-core GEMM for middle M replaces the fallback for M in 33..~1024.
+// TODO(#7): a wgmma (sm_90a) GEMM for M >= 256 to replace dequantize + cuBLAS.
 #include "cuda/common.cuh"
 #include "cuda/cuda_internal.h"
 #include "cuda/gemv_mma.cuh"
@@ -22,6 +25,7 @@
 namespace int4mm::detail::cuda {
 
 void dequant_gemm_mm(const MmArgs& args);  // dequant_gemm.cu
+void gemm_mma_mm(const MmArgs& args);      // gemm.cu
 
 namespace {
 
@@ -33,6 +37,8 @@ constexpr int kGemvWarps = 8;
 constexpr int kGemvSteps = 4;
 constexpr int64_t kMmaMaxM = 32;
 constexpr int64_t kSimtMaxM = 4;
+constexpr int64_t kGemmMaxM = 256;
+constexpr int64_t kGemmSwitchM = 16;  // gemm_mma above this M (docs/cuda.md, v3)
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
@@ -118,6 +124,7 @@ const char* kernel_name(MmKernel kernel) {
   switch (kernel) {
     case MmKernel::kAuto: return "auto";
     case MmKernel::kGemvMma: return "gemv_mma";
+    case MmKernel::kGemmMma: return "gemm_mma";
     case MmKernel::kGemvSimt: return "gemv_simt";
     case MmKernel::kDequantGemm: return "dequant_cublas";
   }
@@ -134,6 +141,11 @@ bool supports(MmKernel kernel, const MmArgs& args) {
       // 32-bit loads of activation pairs and scale/zero pairs.
       return int32_sizes && args.dtype != DType::kFloat32 && args.m <= kMmaMaxM &&
              args.lda % 2 == 0 && aligned(args.a, 4) && aligned(args.sz, 4);
+    case MmKernel::kGemmMma:
+      // 16-byte loads of activation rows; groups end on 64-k steps.
+      return int32_sizes && args.dtype != DType::kFloat32 && args.m <= kGemmMaxM &&
+             args.group_size >= 64 && args.lda % 8 == 0 && aligned(args.a, 16) &&
+             aligned(args.sz, 4);
     case MmKernel::kGemvSimt:
       // float2 loads of activation pairs and scale/zero pairs.
       return int32_sizes && args.dtype == DType::kFloat32 && args.m <= kSimtMaxM &&
@@ -143,7 +155,9 @@ bool supports(MmKernel kernel, const MmArgs& args) {
 }
 
 MmKernel choose_kernel(const MmArgs& args) {
-  for (MmKernel kernel : {MmKernel::kGemvMma, MmKernel::kGemvSimt}) {
+  const MmKernel order[] = {args.m <= kGemmSwitchM ? MmKernel::kGemvMma : MmKernel::kGemmMma,
+                            MmKernel::kGemvMma, MmKernel::kGemvSimt};
+  for (MmKernel kernel : order) {
     if (supports(kernel, args)) return kernel;
   }
   return MmKernel::kDequantGemm;
@@ -158,6 +172,7 @@ void mm_with(MmKernel kernel, const MmArgs& args) {
   switch (kernel) {
     case MmKernel::kGemvMma: gemv_mma(args); break;
     case MmKernel::kGemvSimt: gemv_simt(args); break;
+    case MmKernel::kGemmMma: gemm_mma_mm(args); break;
     default: dequant_gemm_mm(args); break;
   }
 }

@@ -184,10 +184,12 @@ TEST_P(CudaKernels, MatchOracle) {
 INSTANTIATE_TEST_SUITE_P(
     OddShapes, CudaKernels,
     ::testing::Combine(
-        ::testing::Values(MmKernel::kGemvMma, MmKernel::kGemvSimt, MmKernel::kDequantGemm),
+        ::testing::Values(MmKernel::kGemvMma, MmKernel::kGemvSimt, MmKernel::kGemmMma,
+                          MmKernel::kDequantGemm),
         ::testing::Values(Shape{1, 4100, 4160}, Shape{3, 48, 4160}, Shape{4, 1, 64},
                           Shape{8, 19, 256}, Shape{9, 7, 4160}, Shape{17, 48, 512},
-                          Shape{32, 99, 96}, Shape{67, 48, 4160}),
+                          Shape{32, 99, 96}, Shape{67, 48, 4160}, Shape{130, 300, 1024},
+                          Shape{256, 4100, 512}),
         ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())));
 
 TEST(CudaKernels, PublicApiDispatchesEveryM) {

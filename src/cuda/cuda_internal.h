@@ -30,6 +30,9 @@ void mm_with(MmKernel kernel, const MmArgs& args);
 // The kernel dispatch picks for these arguments.
 MmKernel choose_kernel(const MmArgs& args);
 
+// Multiprocessor count of the current device (cached per device).
+int sm_count();
+
 // The original Metal algorithm (PR 128965), ported faithfully as a baseline.
 // It reads its own layout: uint8 [n, k/2] with the LOW nibble = even k.
 // Limits (the original's): n % 4 == 0, group_size <= 128, 16-bit or float32.

@@ -16,6 +16,8 @@
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
 // TODO(#7): a wgmma (sm_90a) GEMM for M >= 256 to replace dequantize + cuBLAS.
+#include <atomic>
+
 #include "cuda/common.cuh"
 #include "cuda/cuda_internal.h"
 #include "cuda/gemv_mma.cuh"
@@ -44,12 +46,24 @@ bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 
 int tiles(const MmArgs& args) { return int(cuda_layout::padded_n(args.n) / 16); }
 
+}  // namespace
+
+// Multiprocessor count of the current device, asked of the driver once per
+// device: dispatch runs on every call, and the attribute query is not free.
 int sm_count() {
-  int device = 0, sms = 0;
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices] = {};
+  int device = 0;
   INT4MM_CUDA_CHECK(cudaGetDevice(&device));
-  INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int sms = device < kMaxDevices ? cache[device].load(std::memory_order_relaxed) : 0;
+  if (sms == 0) {
+    INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    if (device < kMaxDevices) cache[device].store(sms, std::memory_order_relaxed);
+  }
   return sms;
 }
+
+namespace {
 
 // Tiles per block of gemv_mma: 2 where that still leaves >= 1.5 blocks per
 // SM, and M <= 16 (with 4 m-tiles, 2 tiles would spill registers).
@@ -186,8 +200,12 @@ void mm(const MmArgs& args) {
 }
 
 bool available() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  // Asked once per process: the validation layer calls this on every op.
+  static const bool present = [] {
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  }();
+  return present;
 }
 
 }  // namespace int4mm::detail::cuda

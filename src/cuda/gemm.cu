@@ -22,9 +22,7 @@ __global__ void store_output_kernel(const float* __restrict__ out, T* __restrict
 
 void gemm_mma_mm(const MmArgs& args) {
   const cudaStream_t stream = stream_of(*args.options);
-  int device = 0, sms = 0;
-  INT4MM_CUDA_CHECK(cudaGetDevice(&device));
-  INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int sms = sm_count();
 
   const int64_t tiles = (args.n + 15) / 16;
   const int64_t blocks_n = (tiles + kGemmWarps - 1) / kGemmWarps;

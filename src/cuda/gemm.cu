@@ -26,7 +26,9 @@ void gemm_mma_mm(const MmArgs& args) {
 
   const int64_t tiles = (args.n + 15) / 16;
   const int64_t blocks_n = (tiles + kGemmWarps - 1) / kGemmWarps;
-  const int64_t blocks_m = (args.m + kGemmMTiles * 8 - 1) / (kGemmMTiles * 8);
+  // 16 m-tiles would exceed one A copy per thread: M > 64 takes several row blocks.
+  const int m_tiles = args.m <= 16 ? 2 : args.m <= 32 ? 4 : 8;
+  const int64_t blocks_m = (args.m + m_tiles * 8 - 1) / (m_tiles * 8);
   const int64_t groups = args.k / args.group_size;
   const int64_t steps_per_group = args.group_size / 64;
   // Split K (at group boundaries) until there are about two blocks per SM.
@@ -47,10 +49,24 @@ void gemm_mma_mm(const MmArgs& args) {
       dispatch_group_size(args.group_size, [&](auto group) {
         constexpr int kGroup = decltype(group)::value;
         if constexpr (kGroup >= 64) {
-          gemm_mma_kernel<T, kGroup><<<grid, kGemmWarps * 32, 0, stream>>>(
-              static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
-              static_cast<const T*>(args.sz), out, int(args.m), int(args.n), int(args.k),
-              int(groups_per_split * steps_per_group));
+          auto launch = [&](auto m_tiles_tag) {
+            constexpr int kMTiles = decltype(m_tiles_tag)::value;
+            constexpr int kSmem = kGemmStages * gemm_stage_bytes<T, kMTiles>();
+            // Above 48 KB a block's dynamic shared memory must be asked for.
+            INT4MM_CUDA_CHECK(cudaFuncSetAttribute(gemm_mma_kernel<T, kGroup, kMTiles>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+            gemm_mma_kernel<T, kGroup, kMTiles><<<grid, kGemmWarps * 32, kSmem, stream>>>(
+                static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
+                static_cast<const T*>(args.sz), out, int(args.m), int(args.n), int(args.k),
+                int(groups_per_split * steps_per_group));
+          };
+          if (m_tiles == 2) {
+            launch(std::integral_constant<int, 2>{});
+          } else if (m_tiles == 4) {
+            launch(std::integral_constant<int, 4>{});
+          } else {
+            launch(std::integral_constant<int, 8>{});
+          }
         }
       });
       store_output_kernel<T><<<sms * 4, 256, 0, stream>>>(out, static_cast<T*>(args.c), args.ldc,

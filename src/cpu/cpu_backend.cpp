@@ -235,7 +235,11 @@ void mm(const MmArgs& args) {
   const int split = !amx_kernel || args.dtype == DType::kBFloat16 ? 1
                     : args.dtype == DType::kFloat16                ? 2
                                                                    : 3;
-  std::vector<uint16_t> a_split(split > 1 ? size_t(m * split * k) : 0);  // [m][split][k]
+  // Rows kSplitPad elements apart, not k: at k = 8192 a 16 KB stride puts
+  // all 16 rows of an A tile in one L1 set (12 ways).
+  constexpr int64_t kSplitPad = 32;
+  const int64_t ld_split = k + kSplitPad;
+  std::vector<uint16_t> a_split(split > 1 ? size_t(m * split * ld_split) : 0);  // [m][split][ld_split]
 
   const int64_t tiles = tile_count(n);
   const int64_t ldc32 = tiles * kTile;
@@ -264,7 +268,7 @@ void mm(const MmArgs& args) {
           const uint32_t top = bits & 0xFFFF0000u;  // truncation: rest - top is exact
           float top_value;
           std::memcpy(&top_value, &top, sizeof top);
-          a_split[size_t((r * split + h) * k + l)] = uint16_t(top >> 16);
+          a_split[size_t((r * split + h) * ld_split + l)] = uint16_t(top >> 16);
           rest -= top_value;
         }
       }
@@ -292,7 +296,7 @@ void mm(const MmArgs& args) {
         const bool raw_a = full && bf16_kernel && split == 1;
         const bool split_a = full && split > 1;
         ta.a = raw_a ? args.a : static_cast<const void*>(a_floats);
-        ta.lda = raw_a ? args.lda : k;
+        ta.lda = raw_a ? args.lda : split_a ? ld_split : k;
         ta.split = split_a ? split : 1;
         ta.ld_sum = groups;
         ta.sz = static_cast<const uint8_t*>(args.sz) + t * kTile * 2 * dtype_size(args.dtype);
@@ -309,7 +313,7 @@ void mm(const MmArgs& args) {
           if (raw_a) {
             ta.a = static_cast<const uint16_t*>(args.a) + a_row;
           } else if (split_a) {
-            ta.a = a_split.data() + r0 * split * k;
+            ta.a = a_split.data() + r0 * split * ld_split;
           } else {
             ta.a = a_floats + a_row;
           }

@@ -8,10 +8,11 @@
 With torch installed, `import int4mm` also registers the operators
 torch.ops.int4mm.convert_weight_to_int4pack / weight_int4pack_mm (the
 signatures of torch._convert_weight_to_int4pack / torch._weight_int4pack_mm)
-and provides int4mm.nn.Int4Linear and int4mm.quantize_.
+and provides int4mm.nn.Int4Linear and int4mm.quantize_. int4mm.parallel shards
+quantized weights and models for tensor parallelism (docs/parallel.md).
 """
 
-from . import _C
+from . import _C, parallel
 from .ops import (
     Int4mmError,
     backend_available,
@@ -32,6 +33,7 @@ __all__ = [
     "dequantize",
     "group_quantize",
     "packed_shape",
+    "parallel",
     "unpack",
     "weight_int4pack_mm",
 ]
@@ -44,6 +46,7 @@ except ImportError:  # numpy-only install: no operators, no nn
 if _torch is not None:
     from . import _torch_ops  # noqa: F401  (registers torch.ops.int4mm.*)
     from . import nn
-    from .nn import Int4Linear, QuantizeReport, quantize_
+    from .nn import ColumnParallelInt4Linear, Int4Linear, QuantizeReport, RowParallelInt4Linear, quantize_
 
-    __all__ += ["Int4Linear", "QuantizeReport", "nn", "quantize_"]
+    __all__ += ["ColumnParallelInt4Linear", "Int4Linear", "QuantizeReport", "RowParallelInt4Linear", "nn",
+                "quantize_"]

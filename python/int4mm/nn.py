@@ -10,6 +10,10 @@ The backend-private packed layout is a non-persistent buffer `packed`,
 rebuilt from `weight` whenever the module is moved or cast (.to, .cuda, .half)
 and after load_state_dict, so a checkpoint saved on one device loads on any.
 forward runs torch.ops.int4mm.weight_int4pack_mm, which torch.compile traces.
+
+ColumnParallelInt4Linear and RowParallelInt4Linear are Int4Linear split over
+the ranks of a torch.distributed process group (tensor parallelism; their state
+is this rank's shard): see int4mm.parallel and docs/parallel.md.
 """
 
 from __future__ import annotations
@@ -69,14 +73,7 @@ class Int4Linear(nn.Module):
         w = linear.weight.detach()
         module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
                      group_size=group_size, inner_k_tiles=inner_k_tiles, device="meta", dtype=w.dtype)
-        if callable(quantizer):
-            q, sz = quantizer(w, group_size)
-        else:
-            q, sz = ops.group_quantize(w, group_size, variant=quantizer, q_format="uint8")
-        if q.dtype == torch.int32:  # to the wire format: the reference "packing" is the wire format
-            q = ops.convert_weight_to_int4pack(q.cpu(), backend="reference")
-        module.weight = q.to(w.device)
-        module.scales_and_zeros = sz.to(device=w.device, dtype=w.dtype).contiguous()
+        module.weight, module.scales_and_zeros = _quantize(w, group_size, quantizer)
         if linear.bias is not None:
             module.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
         module._repack()
@@ -114,6 +111,17 @@ class Int4Linear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, group_size={self.group_size}, "
                 f"dtype={self.scales_and_zeros.dtype}")
+
+
+def _quantize(w: torch.Tensor, group_size: int, quantizer: Quantizer) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(wire uint8 [N, K/2], scales_and_zeros [K/group_size, N, 2] in w's dtype), both on w's device."""
+    if callable(quantizer):
+        q, sz = quantizer(w, group_size)
+    else:
+        q, sz = ops.group_quantize(w, group_size, variant=quantizer, q_format="uint8")
+    if q.dtype == torch.int32:  # to the wire format: the reference "packing" is the wire format
+        q = ops.convert_weight_to_int4pack(q.cpu(), backend="reference")
+    return q.to(w.device), sz.to(device=w.device, dtype=w.dtype).contiguous()
 
 
 @dataclass
@@ -169,3 +177,224 @@ def quantize_(model: nn.Module, group_size: int = 128,
     if verbose:
         print(report)
     return report
+
+
+# ---------------------------------------------------------------------------
+# Tensor parallelism (torch.distributed: NCCL on GPUs, gloo on CPUs); see int4mm.parallel
+# ---------------------------------------------------------------------------
+
+
+def _group_info(op: str, group) -> Tuple[int, int]:
+    """(world size, this process's rank) of `group` (None: the WORLD)."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise ops.Int4mmError(f"{op}: torch.distributed is not initialized: call "
+                              f"torch.distributed.init_process_group first")
+    return dist.get_world_size(group), dist.get_rank(group)
+
+
+def _own(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A contiguous copy that shares no storage with t (a shard's view would keep the whole weight alive)."""
+    return None if t is None else t.clone(memory_format=torch.contiguous_format)
+
+
+def _sub_linear(linear: nn.Linear, rows: slice, cols: slice, bias: bool) -> nn.Linear:
+    """An nn.Linear holding views of linear's weight rows x cols (and bias[rows] if bias), allocating nothing."""
+    w = linear.weight.detach()[rows, cols]
+    part = nn.Linear(w.shape[1], w.shape[0], bias=False, device="meta", dtype=w.dtype)
+    part.weight = nn.Parameter(w, requires_grad=False)
+    if bias and linear.bias is not None:
+        part.bias = nn.Parameter(linear.bias.detach()[rows], requires_grad=False)
+    return part
+
+
+class ColumnParallelInt4Linear(Int4Linear):
+    """Int4Linear split along N (output features) over the ranks of a process group.
+
+    Rank r holds rows sizes[0] + ... + sizes[r-1] onward of the weight (and of the
+    bias); its input is the whole x. With gather_output=True the ranks all-gather
+    their output columns into the whole y [.., global_out_features]; with
+    gather_output=False each keeps its slice [.., out_features] (Megatron's
+    column-parallel layer feeding a row-parallel one with input_is_parallel=True).
+
+    out_features is this rank's share; global_out_features the whole layer's.
+    state_dict holds this rank's shard in the wire format (a per-rank checkpoint).
+    sizes: rows per rank, default int4mm.parallel.split_n (torch.tensor_split: uneven allowed).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, group_size: int = 128,
+                 inner_k_tiles: int = 8, gather_output: bool = True, group=None,
+                 sizes: Optional[List[int]] = None, device=None, dtype: torch.dtype = torch.bfloat16) -> None:
+        from . import parallel
+
+        world_size, rank = _group_info("ColumnParallelInt4Linear", group)
+        if sizes is None:
+            sizes = parallel.split_n(out_features, world_size)
+        else:
+            sizes = parallel._check_sizes("ColumnParallelInt4Linear", sizes, out_features, "out_features",
+                                          world_size)
+        super().__init__(in_features, sizes[rank], bias=bias, group_size=group_size,
+                         inner_k_tiles=inner_k_tiles, device=device, dtype=dtype)
+        self.global_out_features = out_features
+        self.gather_output = gather_output
+        self.group, self.world_size, self.rank = group, world_size, rank
+        self.sizes = tuple(sizes)
+        self.start = sum(sizes[:rank])
+
+    @classmethod
+    def from_int4linear(cls, linear: Int4Linear, gather_output: bool = True, group=None,
+                        sizes: Optional[List[int]] = None) -> "ColumnParallelInt4Linear":
+        """This rank's shard of a whole Int4Linear (same device), sharded on the wire format before packing."""
+        from . import parallel
+
+        module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                     group_size=linear.group_size, inner_k_tiles=linear.inner_k_tiles,
+                     gather_output=gather_output, group=group, sizes=sizes, device="meta",
+                     dtype=linear.scales_and_zeros.dtype)
+        shard = parallel.shard_n(linear.weight, linear.scales_and_zeros, module.world_size, module.sizes)[module.rank]
+        module.weight, module.scales_and_zeros = _own(shard.q), _own(shard.scales_and_zeros)
+        if linear.bias is not None:
+            module.bias = nn.Parameter(_own(linear.bias.detach()[shard.start:shard.stop]), requires_grad=False)
+        module._repack()
+        return module
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int = 128, quantizer: Quantizer = "stored_rounded",
+                    inner_k_tiles: int = 8, gather_output: bool = True, group=None,
+                    sizes: Optional[List[int]] = None) -> "ColumnParallelInt4Linear":
+        """Quantizes only this rank's rows of linear.weight (a row's groups do not depend on other rows)."""
+        module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                     group_size=group_size, inner_k_tiles=inner_k_tiles, gather_output=gather_output,
+                     group=group, sizes=sizes, device="meta", dtype=linear.weight.dtype)
+        rows = slice(module.start, module.start + module.out_features)
+        part = _sub_linear(linear, rows, slice(None), bias=True)
+        module.weight, module.scales_and_zeros = _quantize(part.weight.detach(), group_size, quantizer)
+        if part.bias is not None:
+            module.bias = nn.Parameter(_own(part.bias.detach()), requires_grad=False)
+        module._repack()
+        return module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)  # [.., out_features], this rank's columns, bias included
+        if not self.gather_output or self.world_size == 1:
+            return y
+        return _all_gather_last_dim(y, self.sizes, self.group)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, global_out_features={self.global_out_features}, "
+                f"rank={self.rank}/{self.world_size}, gather_output={self.gather_output}")
+
+
+def _all_gather_last_dim(y: torch.Tensor, sizes, group) -> torch.Tensor:
+    """Concatenates every rank's y [.., sizes[r]] along the last dim, on every rank."""
+    import torch.distributed as dist
+
+    width = max(sizes)
+    y = y.contiguous()
+    if y.shape[-1] < width:  # collectives move equal sizes: pad the short shards, cut after
+        y = torch.nn.functional.pad(y, (0, width - y.shape[-1]))
+    parts = [torch.empty_like(y) for _ in sizes]
+    dist.all_gather(parts, y, group=group)
+    if all(s == width for s in sizes):
+        return torch.cat(parts, dim=-1)
+    return torch.cat([p[..., :s] for p, s in zip(parts, sizes)], dim=-1)
+
+
+class RowParallelInt4Linear(Int4Linear):
+    """Int4Linear split along K (input features), at group boundaries, over the ranks of a process group.
+
+    Rank r multiplies its K slice of x by its K slice of the weight; the partial
+    outputs [.., out_features] are all-reduced (summed) and the bias, held whole
+    by every rank, is added once after the reduce. input_is_parallel=True: x is
+    already this rank's slice [.., in_features] (the output of a column-parallel
+    layer with gather_output=False); False: x is whole [.., global_in_features]
+    and each rank takes its slice.
+
+    The partial outputs are rounded to the activation dtype by the kernel and
+    summed in reduce_dtype (default: the activation dtype, as Megatron does;
+    torch.float32 halves the rounding error of the sum for twice the bytes).
+    in_features is this rank's share; global_in_features the whole layer's.
+    sizes: K per rank, each a multiple of group_size, default int4mm.parallel.split_k.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, group_size: int = 128,
+                 inner_k_tiles: int = 8, input_is_parallel: bool = False, group=None,
+                 sizes: Optional[List[int]] = None, reduce_dtype: Optional[torch.dtype] = None,
+                 device=None, dtype: torch.dtype = torch.bfloat16) -> None:
+        from . import parallel
+
+        world_size, rank = _group_info("RowParallelInt4Linear", group)
+        if sizes is None:
+            sizes = parallel.split_k(in_features, group_size, world_size)
+        else:
+            sizes = parallel._check_sizes("RowParallelInt4Linear", sizes, in_features, "in_features",
+                                          world_size, group_size, "group_size")
+        super().__init__(sizes[rank], out_features, bias=bias, group_size=group_size,
+                         inner_k_tiles=inner_k_tiles, device=device, dtype=dtype)
+        self.global_in_features = in_features
+        self.input_is_parallel = input_is_parallel
+        self.reduce_dtype = reduce_dtype
+        self.group, self.world_size, self.rank = group, world_size, rank
+        self.sizes = tuple(sizes)
+        self.start = sum(sizes[:rank])
+
+    @classmethod
+    def from_int4linear(cls, linear: Int4Linear, input_is_parallel: bool = False, group=None,
+                        sizes: Optional[List[int]] = None,
+                        reduce_dtype: Optional[torch.dtype] = None) -> "RowParallelInt4Linear":
+        """This rank's shard of a whole Int4Linear (same device), sharded on the wire format before packing."""
+        from . import parallel
+
+        module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                     group_size=linear.group_size, inner_k_tiles=linear.inner_k_tiles,
+                     input_is_parallel=input_is_parallel, group=group, sizes=sizes,
+                     reduce_dtype=reduce_dtype, device="meta", dtype=linear.scales_and_zeros.dtype)
+        shard = parallel.shard_k(linear.weight, linear.scales_and_zeros, linear.group_size,
+                                 module.world_size, module.sizes)[module.rank]
+        module.weight, module.scales_and_zeros = _own(shard.q), _own(shard.scales_and_zeros)
+        if linear.bias is not None:
+            module.bias = nn.Parameter(_own(linear.bias.detach()), requires_grad=False)
+        module._repack()
+        return module
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int = 128, quantizer: Quantizer = "stored_rounded",
+                    inner_k_tiles: int = 8, input_is_parallel: bool = False, group=None,
+                    sizes: Optional[List[int]] = None,
+                    reduce_dtype: Optional[torch.dtype] = None) -> "RowParallelInt4Linear":
+        """Quantizes only this rank's K slice of linear.weight (whole groups: the same q and scales)."""
+        module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                     group_size=group_size, inner_k_tiles=inner_k_tiles, input_is_parallel=input_is_parallel,
+                     group=group, sizes=sizes, reduce_dtype=reduce_dtype, device="meta",
+                     dtype=linear.weight.dtype)
+        part = _sub_linear(linear, slice(None), slice(module.start, module.start + module.in_features), bias=False)
+        module.weight, module.scales_and_zeros = _quantize(part.weight.detach(), group_size, quantizer)
+        if linear.bias is not None:
+            module.bias = nn.Parameter(_own(linear.bias.detach()), requires_grad=False)
+        module._repack()
+        return module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not self.input_is_parallel:
+            x = x[..., self.start:self.start + self.in_features]
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if _is_compiling():
+            y = torch.ops.int4mm.weight_int4pack_mm(x2, self.packed, self.group_size, self.scales_and_zeros)
+        else:
+            y = _torch_ops.weight_int4pack_mm_eager(x2, self.packed, self.group_size, self.scales_and_zeros)
+        y = y.reshape(*lead, self.out_features)
+        if self.world_size > 1:
+            if self.reduce_dtype is not None and self.reduce_dtype != y.dtype:
+                y = y.to(self.reduce_dtype)
+            dist.all_reduce(y, group=self.group)
+        if self.bias is not None:
+            y = y + self.bias  # once, after the reduce
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, global_in_features={self.global_in_features}, "
+                f"rank={self.rank}/{self.world_size}, input_is_parallel={self.input_is_parallel}")

@@ -2,14 +2,15 @@
 // which (dtype, M, alignment). The one table:
 //
 //   dtype        M         kernel                               why
-//   fp16/bf16    1..32     gemv_mma<kMTiles = ceil(M / 8)>      memory-bound; tensor cores do
+//   fp16/bf16    1..16     gemv_mma<kMTiles = ceil(M / 8)>      memory-bound; tensor cores do
 //                                                               the math, weights read once;
 //                          kTiles = 2 when N/16 >= 3 x SMs      (each activation fragment feeds
 //                          (else 1)                             two tiles; enough blocks remain)
-//   fp16/bf16    17..256   gemm_mma (group >= 64)               one shared activation tile feeds
+//   fp16/bf16    17..64    gemm_mma (group >= 64)               one shared activation tile feeds
 //                                                               16 warps; split-K over blocks
-//   fp16/bf16    257.. (and group 32 above M = 32)
-//                          dequantize + cuBLAS                  compute-bound; cuBLAS is at peak
+//                (group 32: gemv_mma up to M = 32)
+//   fp16/bf16    65..      dequantize + cuBLAS                  at M = 128 it already beats
+//                                                               gemm_mma (H100, docs/cuda.md)
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
@@ -40,7 +41,8 @@ constexpr int kGemvSteps = 4;
 constexpr int64_t kMmaMaxM = 32;
 constexpr int64_t kSimtMaxM = 4;
 constexpr int64_t kGemmMaxM = 256;
-constexpr int64_t kGemmSwitchM = 16;  // gemm_mma above this M (docs/cuda.md, v3)
+constexpr int64_t kGemmSwitchM = 16;  // gemm_mma above this M ...
+constexpr int64_t kGemmLastM = 64;    // ... up to this one (docs/cuda.md, v3)
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
@@ -169,8 +171,10 @@ bool supports(MmKernel kernel, const MmArgs& args) {
 }
 
 MmKernel choose_kernel(const MmArgs& args) {
-  const MmKernel order[] = {args.m <= kGemmSwitchM ? MmKernel::kGemvMma : MmKernel::kGemmMma,
-                            MmKernel::kGemvMma, MmKernel::kGemvSimt};
+  const MmKernel first = args.m <= kGemmSwitchM ? MmKernel::kGemvMma
+                         : args.m <= kGemmLastM  ? MmKernel::kGemmMma
+                                                 : MmKernel::kDequantGemm;
+  const MmKernel order[] = {first, MmKernel::kGemvMma, MmKernel::kGemvSimt};
   for (MmKernel kernel : order) {
     if (supports(kernel, args)) return kernel;
   }

@@ -32,8 +32,9 @@
 //   2. group_size a multiple of 32, at most 256 (every supported one).
 //   3. Activations (or their split parts) below 2^-126 are flushed to zero:
 //      float32 activations below ~2^-110 lose their low bits.
-//   4. Four dependent TDPBF16PS per group into one C tile: their latency,
-//      not the arithmetic, bounds large M (float32 large M stays on FMA).
+//   4. float32 (3 bf16 rows per row, two sub-blocks at 8 rows) reaches only
+//      2.1x the M = 1 time at M = 8 and ties the FMA kernel at large M; what
+//      bounds it is not yet measured (alternating two C tiles did not help).
 #include <immintrin.h>
 
 #include <algorithm>

@@ -4,9 +4,9 @@ ColumnParallelInt4Linear / RowParallelInt4Linear / shard_model_ on 2 CPU ranks o
 The multi-process part spawns WORLD ranks once per session (a free localhost
 port, gloo, one thread each, TIMEOUT_S in all); every rank runs every case in
 CASES and records None or the failure's traceback, and one test per case and
-rank reads that record. The same cases run over NCCL where several GPUs are
-present (docs/parallel.md). Skipped without torch; the transformers case skips
-without transformers.
+rank reads that record. INT4MM_TEST_BACKEND=nccl runs the same cases over
+NCCL, rank r on cuda:r (docs/parallel.md). Skipped without torch; the
+transformers case skips without transformers.
 """
 
 import datetime
@@ -29,6 +29,8 @@ from int4mm import parallel  # noqa: E402
 from int4mm.nn import ColumnParallelInt4Linear, Int4Linear, RowParallelInt4Linear  # noqa: E402
 
 WORLD = 2
+BACKEND = os.environ.get("INT4MM_TEST_BACKEND", "gloo")  # or "nccl": WORLD GPUs
+DEVICE = "cpu"  # a rank's device: cuda:rank under NCCL (set by _worker)
 TIMEOUT_S = 120  # the whole spawn: start, every case, exit (about 15 s on 2 cores)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -133,23 +135,23 @@ def _bound(a, w, bias, dtype, partials):
 
 def _reference(layer, a):
     """float64 x @ dequantize(weight)^T + bias of a whole Int4Linear, and the dequantized weight."""
-    q = int4mm.unpack(layer.weight, layer.out_features, layer.in_features, backend="reference")
+    q = int4mm.unpack(layer.weight.cpu(), layer.out_features, layer.in_features, backend="reference")
     w = dequantize_reference(q.numpy(), layer.scales_and_zeros, layer.group_size)
     bias = to_f64(layer.bias) if layer.bias is not None else np.zeros(layer.out_features)
     return to_f64(a) @ w.T + bias, w, bias
 
 
 def _whole_linear(n, k, group_size, dtype, seed=0):
-    """The same Int4Linear (with bias) on every rank."""
+    """The same nn.Linear and Int4Linear (with bias) on every rank, on its DEVICE."""
     torch.manual_seed(seed)
     linear = nn.Linear(k, n, bias=True).to(dtype)
     with torch.no_grad():
         linear.bias.normal_()  # |bias| ~ 1, far above the float32 bound: a bias added twice shows
-    return linear, Int4Linear.from_linear(linear, group_size=group_size)
+    return linear.to(DEVICE), Int4Linear.from_linear(linear, group_size=group_size).to(DEVICE)
 
 
 def _input(m, k, dtype, seed=1):
-    return torch.randn(2, m, k, generator=torch.Generator().manual_seed(seed)).to(dtype)  # [2, M, K]: 3-D
+    return torch.randn(2, m, k, generator=torch.Generator().manual_seed(seed)).to(DEVICE, dtype)  # [2, M, K]
 
 
 def _check_close(y, ref, bound):
@@ -286,7 +288,7 @@ def case_tiny_llama(dtype_name):
 
         dtype = DTYPES[dtype_name]
         torch.manual_seed(0)
-        model = _TinyLlama().to(dtype)
+        model = _TinyLlama().to(DEVICE, dtype)
         int4mm.quantize_(model, group_size=32)
         whole = copy.deepcopy(model)
         report = parallel.shard_model_(model)
@@ -295,12 +297,12 @@ def case_tiny_llama(dtype_name):
         assert (attn.num_heads, attn.num_key_value_heads, attn.hidden_size) == (4 // world, 2 // world, 128 // world)
         assert report.attributes["layers.0.self_attn.num_heads"] == (4, 4 // world)
         assert model.layers[1]["mlp"].down_proj.in_features == parallel.split_k(352, 32, world)[rank]  # 11 groups
-        ids = torch.randint(0, 96, (2, 9), generator=torch.Generator().manual_seed(2))
+        ids = torch.randint(0, 96, (2, 9), generator=torch.Generator().manual_seed(2)).to(DEVICE)
         _check_logits(model(ids), whole(ids), dtype_name)
 
         # Sharding an unquantized model quantizes each rank's shard only: the same weights.
         torch.manual_seed(0)
-        fresh = _TinyLlama().to(dtype)
+        fresh = _TinyLlama().to(DEVICE, dtype)
         parallel.shard_model_(fresh, group_size=32)
         for (name, a), (_, b) in zip(model.named_buffers(), fresh.named_buffers()):
             assert torch.equal(a, b), name
@@ -330,16 +332,16 @@ def case_transformers_llama(dtype_name):
         config = LlamaConfig(hidden_size=128, intermediate_size=352, num_hidden_layers=2, num_attention_heads=4,
                              num_key_value_heads=2, vocab_size=96, max_position_embeddings=64)
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config).to(dtype).eval()
+        model = LlamaForCausalLM(config).to(DEVICE, dtype).eval()
         int4mm.quantize_(model, group_size=32)
         whole = copy.deepcopy(model)
         report = parallel.shard_model_(model)
         assert (len(report.column), len(report.row), report.gathered) == (5 * 2, 2 * 2, ["lm_head"]), str(report)
-        ids = torch.randint(0, 96, (1, 9), generator=torch.Generator().manual_seed(2))
+        ids = torch.randint(0, 96, (1, 9), generator=torch.Generator().manual_seed(2)).to(DEVICE)
         with torch.inference_mode():
             out, ref = model(ids, use_cache=True), whole(ids, use_cache=True)
             _check_logits(out.logits, ref.logits, dtype_name)
-            step = torch.tensor([[5]])  # one decode step on the KV cache (this rank's heads)
+            step = torch.tensor([[5]], device=DEVICE)  # one decode step on the KV cache (this rank's heads)
             cache = "cache" if hasattr(out, "cache") else "past_key_values"
             out = model(step, use_cache=True, **{cache: getattr(out, cache)})
             ref = whole(step, use_cache=True, **{cache: getattr(ref, cache)})
@@ -363,9 +365,13 @@ CASES = {
 
 
 def _worker(rank, world, port, out_dir):
-    """One rank: joins the gloo group, runs every case, saves {case: None | 'skip: why' | traceback}."""
+    """One rank: joins the BACKEND group, runs every case, saves {case: None | 'skip: why' | traceback}."""
+    global DEVICE
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+    if BACKEND == "nccl":
+        DEVICE = f"cuda:{rank}"
+        torch.cuda.set_device(rank)
+    dist.init_process_group(BACKEND, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=TIMEOUT_S // 2))
     results = {}
     try:
@@ -387,10 +393,12 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def gloo_results(tmp_path_factory):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("this torch has no gloo backend")
-    out_dir = str(tmp_path_factory.mktemp("gloo"))
+def rank_results(tmp_path_factory):
+    if not dist.is_available() or not dist.is_backend_available(BACKEND):
+        pytest.skip(f"this torch has no {BACKEND} backend")
+    if BACKEND == "nccl" and (torch.cuda.device_count() < WORLD or not int4mm.backend_available("cuda")):
+        pytest.skip(f"nccl: needs {WORLD} GPUs and int4mm built with CUDA")
+    out_dir = str(tmp_path_factory.mktemp(BACKEND))
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # WORLD ranks on a few cores: one thread each
     try:
@@ -406,14 +414,14 @@ def gloo_results(tmp_path_factory):
         if datetime.datetime.now() > deadline:
             for process in context.processes:
                 process.kill()
-            pytest.fail(f"the {WORLD} gloo ranks did not finish in {TIMEOUT_S} s")
+            pytest.fail(f"the {WORLD} {BACKEND} ranks did not finish in {TIMEOUT_S} s")
     return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
 
 
 @pytest.mark.parametrize("rank", range(WORLD))
 @pytest.mark.parametrize("case", list(CASES))
-def test_gloo(gloo_results, case, rank):
-    result = gloo_results[rank][case]
+def test_ranks(rank_results, case, rank):
+    result = rank_results[rank][case]
     if isinstance(result, str) and result.startswith("skip: "):
         pytest.skip(result[len("skip: "):])
-    assert result is None, f"rank {rank} of {WORLD}, case {case}:\n{result}"
+    assert result is None, f"{BACKEND} rank {rank} of {WORLD}, case {case}:\n{result}"

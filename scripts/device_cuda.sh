@@ -19,9 +19,10 @@ if [ -d .devdeps ]; then
 fi
 
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DINT4MM_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a" >"$OUT/configure.log" 2>&1 ||
-  { tail -30 "$OUT/configure.log"; exit 1; }
-ninja -C build-dev >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+  -DINT4MM_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a" >/tmp/configure.log 2>&1 ||
+  { tail -30 /tmp/configure.log; exit 1; }
+# Logs stay out of $OUT unless they failed: the device tool returns 8 files at most.
+ninja -C build-dev >/tmp/build.log 2>&1 || { grep -E "error|FAILED" /tmp/build.log | head -40; exit 1; }
 
 if [ "$what" != bench ]; then
   ./build-dev/tests/cuda/test_cuda --gtest_brief=1 > "$OUT/test_cuda.log" 2>&1

@@ -24,16 +24,19 @@ def main(paths):
     print(f"{dtype}, group {ours[1]['group_size']}; copy bandwidth {bw:.0f} GB/s (read + write) in this run\n")
     print("| K x N | M | ours (kernel) us | % of copy bw | cuBLAS us | vs cuBLAS | tinygemm us | vs tinygemm | Metal port us |")
     print("|---|---|---|---|---|---|---|---|---|")
+    # tools/bench_cuda.cu writes, per shape and M: cublas_dense, then the
+    # dispatched kernel, then the alternatives (metal_port, gemm_mma, ...).
     by_key = {}
     for r in ours:
-        by_key.setdefault((r["m"], r["n"], r["k"]), {})[r["kernel"]] = r
-    for (m, n, k), kernels in sorted(by_key.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+        by_key.setdefault((r["m"], r["n"], r["k"]), []).append(r)
+    for (m, n, k), records in sorted(by_key.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
         if m == 0:
             continue
-        dense = kernels.pop("cublas_dense", None)
-        metal = kernels.pop("metal_port", None)
-        kernels.pop("dequant_cublas", None) if len(kernels) > 1 else None
-        (name, mine), = list(kernels.items())[:1]
+        named = {r["kernel"]: r for r in records}
+        dense = named.get("cublas_dense")
+        metal = named.get("metal_port")
+        mine = next(r for r in records if r["kernel"] != "cublas_dense")
+        name = mine["kernel"]
         tiny = torch.get((m, n, k)) if dtype == "bfloat16" else None
         cells = [f"{k} x {n}", str(m), f"{mine['time_us']:.1f} ({name})",
                  f"{mine['pct_of_bandwidth']:.0f}%",

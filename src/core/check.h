@@ -22,11 +22,5 @@ template <typename... Parts>
   throw Error(concat(op, ": ", std::forward<Parts>(parts)...));
 }
 
-#define INT4MM_CHECK(cond, op, ...)      \
-  do {                                   \
-    if (!(cond)) {                       \
-      ::int4mm::detail::fail(op, __VA_ARGS__); \
-    }                                    \
-  } while (0)
 
 }  // namespace int4mm::detail

@@ -40,6 +40,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/avx512_scales.h"
 #include "cpu/cpu_kernels.h"
 
 namespace int4mm::detail::cpu::amx {
@@ -57,31 +58,6 @@ static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads exactly 64 bytes");
 
 constexpr int kPairsPerTile = 16;  // rows of a B tile: 16 k pairs = 32 k
 constexpr int kTileRows = 16;      // rows of an A or C tile register
-
-// Loads the (scale, zero) pairs of 16 columns of one group as floats.
-inline void load_scales(const void* sz, DType dtype, int64_t offset, __m512& s, __m512& z) {
-  __m512 lo, hi;  // (s0 z0 s1 z1 ... s7 z7), (s8 z8 ... s15 z15)
-  if (dtype == DType::kFloat32) {
-    const float* p = static_cast<const float*>(sz) + offset;
-    lo = _mm512_loadu_ps(p);
-    hi = _mm512_loadu_ps(p + 16);
-  } else {
-    const uint16_t* p = static_cast<const uint16_t*>(sz) + offset;
-    const __m256i lo16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i hi16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16));
-    if (dtype == DType::kFloat16) {
-      lo = _mm512_cvtph_ps(lo16);
-      hi = _mm512_cvtph_ps(hi16);
-    } else {  // bfloat16: the high half of a float
-      lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(lo16), 16));
-      hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi16), 16));
-    }
-  }
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  s = _mm512_permutex2var_ps(lo, even, hi);
-  z = _mm512_permutex2var_ps(lo, odd, hi);
-}
 
 // Word i (0..31) = bfloat16(i % 16 - 8): the VPERMW table that turns a nibble
 // into its weight q - 8, exactly (integers up to 8 need 4 significant bits).
@@ -161,7 +137,7 @@ void mm_tile(const TileArgs& t) {
     // 3. Fold: out += s * sum(a * (q - 8)) + zero * sum(a), the split terms of
     //    a row added smallest first.
     __m512 s, z;
-    load_scales(t.sz, t.sz_dtype, g * t.n * 2, s, z);
+    load_scales_and_zeros(t.sz, t.sz_dtype, g * t.n * 2, s, z);
     for (int r = 0; r < rows; ++r) {
       __m512 dot = _mm512_load_ps(c + (r * split + split - 1) * kTile);
       for (int h = split - 2; h >= 0; --h) {

@@ -12,6 +12,7 @@
 // Limitations: 1. width must be 16 (the tail tile goes to the scalar kernel).
 #include <immintrin.h>
 
+#include "cpu/avx512_scales.h"
 #include "cpu/cpu_kernels.h"
 
 namespace int4mm::detail::cpu::avx512 {
@@ -20,27 +21,8 @@ namespace {
 // Loads the (scale, zero) pairs of 16 columns of one group and returns the
 // scales and z' = zero - 8 * scale, as floats.
 inline void load_scales(const void* sz, DType dtype, int64_t offset, __m512& s, __m512& zp) {
-  __m512 lo, hi;  // (s0 z0 s1 z1 ... s7 z7), (s8 z8 ... s15 z15)
-  if (dtype == DType::kFloat32) {
-    const float* p = static_cast<const float*>(sz) + offset;
-    lo = _mm512_loadu_ps(p);
-    hi = _mm512_loadu_ps(p + 16);
-  } else {
-    const uint16_t* p = static_cast<const uint16_t*>(sz) + offset;
-    const __m256i lo16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i hi16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16));
-    if (dtype == DType::kFloat16) {
-      lo = _mm512_cvtph_ps(lo16);
-      hi = _mm512_cvtph_ps(hi16);
-    } else {  // bfloat16: the high half of a float
-      lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(lo16), 16));
-      hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi16), 16));
-    }
-  }
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  s = _mm512_permutex2var_ps(lo, even, hi);
-  const __m512 z = _mm512_permutex2var_ps(lo, odd, hi);
+  __m512 z;
+  load_scales_and_zeros(sz, dtype, offset, s, z);
   zp = _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), s, z);
 }
 

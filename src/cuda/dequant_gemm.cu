@@ -85,7 +85,7 @@ void launch_dequantize(const uint8_t* packed, const TS* sz, TW* w, int64_t ldw, 
                        int64_t k, int64_t group_size, int64_t row_begin, int64_t row_end,
                        cudaStream_t stream) {
   const int64_t units = (row_end - row_begin + 15) / 16 * ((k + 63) / 64);
-  const int grid = int(std::min<int64_t>(units, 132 * 16));
+  const int grid = int(std::min<int64_t>(units, int64_t(sm_count()) * 16));
   dequantize_kernel<TW, TS><<<grid, kDequantThreads, 0, stream>>>(
       packed, sz, w, ldw, int(n), int(k), int(group_size), int(row_begin), int(row_end));
   INT4MM_CUDA_CHECK_LAUNCH("dequantize_kernel");

@@ -30,7 +30,7 @@
 //   1. M <= 8 * kMTiles (kMTiles <= 4); dispatch loops over M otherwise.
 //   2. A's rows must be 4-byte aligned (lda even, base aligned): the B
 //      fragment is loaded as 32-bit pairs. dispatch.cu falls back otherwise.
-//   3. No split-K across blocks: N <= 16 * 132 leaves SMs idle.
+//   3. No split-K across blocks: N below ~16 x (number of SMs) leaves SMs idle.
 //
 // Tested by tests/cuda/test_cuda.cpp, timed by `int4mm bench --backend cuda`.
 #pragma once

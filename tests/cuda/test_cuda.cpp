@@ -13,6 +13,11 @@
 #include "cuda/cuda_internal.h"
 #include "test_util.h"
 
+namespace int4mm::detail::cuda {
+// Readable test names: the kernel's name, not its bytes.
+inline void PrintTo(MmKernel kernel, std::ostream* os) { *os << kernel_name(kernel); }
+}  // namespace int4mm::detail::cuda
+
 namespace int4mm::testing {
 namespace {
 

@@ -27,7 +27,7 @@
 // subtract then yields q - 8 for two weights at once.
 //
 // Limitations:
-//   1. M <= 8 * kMTiles (kMTiles <= 4); dispatch loops over M otherwise.
+//   1. M <= 8 * kMTiles (kMTiles <= 4): larger M goes to gemm_mma or cuBLAS.
 //   2. A's rows must be 4-byte aligned (lda even, base aligned): the B
 //      fragment is loaded as 32-bit pairs. dispatch.cu falls back otherwise.
 //   3. No split-K across blocks: N below ~16 x (number of SMs) leaves SMs idle.

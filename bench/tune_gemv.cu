@@ -85,7 +85,7 @@ int main() {
     CHECK(cudaMalloc(&c_ref, size_t(16) * n * 2));
     CHECK(cudaMemcpy(wire, p.q.data(), p.q.size(), cudaMemcpyHostToDevice));
     CHECK(cudaMemcpy(a, p.a.data(), p.a.size(), cudaMemcpyHostToDevice));
-    detail::cuda::pack(wire, false, n, k, packed, Options{});
+    detail::cuda::pack(wire, false, n, k, packed, Options{}, 0);
     for (int i = 0; i < copies; ++i) {
       if (i) CHECK(cudaMemcpy(packed + i * wbytes, packed, wbytes, cudaMemcpyDeviceToDevice));
       CHECK(cudaMemcpy(sz + i * sbytes, p.sz.data(), sbytes, cudaMemcpyHostToDevice));

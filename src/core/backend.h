@@ -23,6 +23,7 @@ struct MmArgs {
   int64_t ldc;
   int64_t m, n, k, group_size;
   const Options* options;
+  int device = 0;        // CUDA ordinal of every pointer (kCuda only)
 };
 
 // Arguments of a dequantize: w [n, k] row stride ldw, in w_dtype; sz in sz_dtype.
@@ -35,6 +36,7 @@ struct DequantArgs {
   int64_t ldw;
   int64_t n, k, group_size;
   const Options* options;
+  int device = 0;        // CUDA ordinal of every pointer (kCuda only)
 };
 
 // The reference backend: packed layout = uint8 wire format [n, k/2].
@@ -61,9 +63,9 @@ PackedShape packed_shape(int64_t n, int64_t k);
 // q is int32 [n, k] (q_is_int32) or wire uint8 [n, k/2], device memory.
 // Throws int4mm::Error for values outside 0..15 (synchronizes the stream).
 void pack(const void* q, bool q_is_int32, int64_t n, int64_t k, uint8_t* packed,
-          const Options& options);
+          const Options& options, int device);
 void unpack(const uint8_t* packed, int64_t n, int64_t k, void* q, bool q_is_int32,
-            const Options& options);
+            const Options& options, int device);
 void mm(const MmArgs& args);
 void dequantize(const DequantArgs& args);
 }  // namespace cuda

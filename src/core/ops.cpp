@@ -177,7 +177,7 @@ void convert_weight_to_int4pack(const TensorView& q, const TensorView& packed,
   auto* out = static_cast<uint8_t*>(packed.data);
 
   if (backend == Backend::kCuda) {
-    detail::cuda::pack(q.data, q.dtype == DType::kInt32, n, k, out, options);
+    detail::cuda::pack(q.data, q.dtype == DType::kInt32, n, k, out, options, q.device.index);
     return;
   }
   // Host: bring q to the wire format first (validating int32 values), then
@@ -204,7 +204,7 @@ void unpack(const TensorView& packed, const TensorView& q, const Options& option
   const auto* in = static_cast<const uint8_t*>(packed.data);
 
   if (backend == Backend::kCuda) {
-    detail::cuda::unpack(in, n, k, q.data, q.dtype == DType::kInt32, options);
+    detail::cuda::unpack(in, n, k, q.data, q.dtype == DType::kInt32, options, q.device.index);
     return;
   }
   std::vector<uint8_t> wire_buffer;
@@ -250,7 +250,8 @@ void weight_int4pack_mm(const TensorView& a, const TensorView& packed, int64_t g
   if (m == 0) return;
 
   const detail::MmArgs args{a.dtype, a.data,  lda, static_cast<const uint8_t*>(packed.data),
-                            scales_and_zeros.data, c.data, ldc, m, n, k, group_size, &options};
+                            scales_and_zeros.data, c.data, ldc, m, n, k, group_size, &options,
+                            device.index};
   switch (backend) {
     case Backend::kReference: detail::reference::mm(args); break;
     case Backend::kCpu: detail::cpu::mm(args); break;
@@ -285,7 +286,8 @@ void dequantize(const TensorView& packed, int64_t group_size, const TensorView& 
                                  n,
                                  k,
                                  group_size,
-                                 &options};
+                                 &options,
+                                 device.index};
   switch (backend) {
     case Backend::kReference: detail::reference::dequantize(args); break;
     case Backend::kCpu: detail::cpu::dequantize(args); break;

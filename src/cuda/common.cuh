@@ -26,6 +26,43 @@ inline void check_cuda(cudaError_t status, const char* call, const char* file, i
 #define INT4MM_CUDA_CHECK_LAUNCH(name) \
   ::int4mm::detail::cuda::check_cuda(cudaGetLastError(), name, __FILE__, __LINE__)
 
+// Makes `device` the current device until the end of the scope, as the
+// frameworks' device guards do; restores the caller's device afterwards.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    INT4MM_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) INT4MM_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() {
+    int current = previous_;
+    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// Throws unless `ptr` is memory that `device` can address: device memory of
+// that device, managed memory, or mapped (pinned) host memory. A plain host
+// pointer labelled as CUDA would otherwise fault inside a kernel.
+inline void check_device_pointer(const char* op, const char* arg, const void* ptr, int device) {
+  cudaPointerAttributes attributes{};
+  const cudaError_t status = cudaPointerGetAttributes(&attributes, ptr);
+  if (status != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it
+    fail(op, arg, " is not a pointer CUDA knows (", cudaGetErrorName(status), ")");
+  }
+  if (attributes.type == cudaMemoryTypeUnregistered) {
+    fail(op, arg, " must be memory of cuda:", device, ", got ordinary host memory");
+  }
+  if (attributes.type == cudaMemoryTypeDevice && attributes.device != device) {
+    fail(op, arg, " must be memory of cuda:", device, ", got memory of cuda:", attributes.device);
+  }
+}
+
 inline cudaStream_t stream_of(const Options& options) {
   return static_cast<cudaStream_t>(options.stream);
 }

@@ -13,8 +13,8 @@ namespace {
 
 bool available() { return false; }
 PackedShape packed_shape(int64_t, int64_t) { not_built("packed_shape"); }
-void pack(const void*, bool, int64_t, int64_t, uint8_t*, const Options&) { not_built("convert_weight_to_int4pack"); }
-void unpack(const uint8_t*, int64_t, int64_t, void*, bool, const Options&) { not_built("unpack"); }
+void pack(const void*, bool, int64_t, int64_t, uint8_t*, const Options&, int) { not_built("convert_weight_to_int4pack"); }
+void unpack(const uint8_t*, int64_t, int64_t, void*, bool, const Options&, int) { not_built("unpack"); }
 void mm(const MmArgs&) { not_built("weight_int4pack_mm"); }
 void dequantize(const DequantArgs&) { not_built("dequantize"); }
 

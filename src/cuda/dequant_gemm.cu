@@ -126,6 +126,10 @@ cudaDataType_t cuda_dtype(DType dtype) {
 }  // namespace
 
 void dequantize(const DequantArgs& args) {
+  const DeviceGuard guard(args.device);
+  check_device_pointer("dequantize", "packed", args.packed, args.device);
+  check_device_pointer("dequantize", "scales_and_zeros", args.sz, args.device);
+  check_device_pointer("dequantize", "W", args.w, args.device);
   const cudaStream_t stream = stream_of(*args.options);
   dispatch_float(args.w_dtype, [&](auto w_tag) {
     using TW = decltype(w_tag);

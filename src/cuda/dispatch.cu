@@ -196,6 +196,12 @@ void mm_with(MmKernel kernel, const MmArgs& args) {
 }
 
 void mm(const MmArgs& args) {
+  const DeviceGuard guard(args.device);
+  const char* op = "weight_int4pack_mm";
+  check_device_pointer(op, "A", args.a, args.device);
+  check_device_pointer(op, "packed", args.packed, args.device);
+  check_device_pointer(op, "scales_and_zeros", args.sz, args.device);
+  check_device_pointer(op, "C", args.c, args.device);
   if (args.n >= (int64_t(1) << 31) || args.k >= (int64_t(1) << 31) || args.m >= (int64_t(1) << 31)) {
     fail("weight_int4pack_mm", "M, N and K must each be below 2^31 on CUDA, got M=", args.m,
          " N=", args.n, " K=", args.k);

@@ -100,7 +100,10 @@ PackedShape packed_shape(int64_t n, int64_t k) {
 }
 
 void pack(const void* q, bool q_is_int32, int64_t n, int64_t k, uint8_t* packed,
-          const Options& options) {
+          const Options& options, int device) {
+  const DeviceGuard guard(device);
+  check_device_pointer("convert_weight_to_int4pack", "q", q, device);
+  check_device_pointer("convert_weight_to_int4pack", "packed", packed, device);
   const cudaStream_t stream = stream_of(options);
   const int64_t steps = L::padded_k(k) / L::kStepK;
   const int64_t words = L::padded_n(n) * L::padded_k(k) / 8;
@@ -132,7 +135,10 @@ void pack(const void* q, bool q_is_int32, int64_t n, int64_t k, uint8_t* packed,
 }
 
 void unpack(const uint8_t* packed, int64_t n, int64_t k, void* q, bool q_is_int32,
-            const Options& options) {
+            const Options& options, int device) {
+  const DeviceGuard guard(device);
+  check_device_pointer("unpack", "packed", packed, device);
+  check_device_pointer("unpack", "q", q, device);
   const cudaStream_t stream = stream_of(options);
   const int64_t steps = L::padded_k(k) / L::kStepK;
   const int grid = grid_for(n * k / 2);

@@ -273,6 +273,31 @@ TEST(CudaDequantize, MatchesReference) {
   }
 }
 
+TEST(CudaErrors, HostMemoryLabelledCudaIsAnErrorNotAFault) {
+  SKIP_WITHOUT_GPU();
+  Problem p = make_problem(2, 16, 64, 32, DType::kFloat16);
+  GpuProblem gpu(p, 16);
+  // A is ordinary host memory, but its view says cuda:0.
+  TensorView a = p.a_view();
+  a.device = Device::cuda(0);
+  expect_error(
+      [&] {
+        weight_int4pack_mm(a, gpu.packed_view(), 32, on_gpu(p.sz_view(), gpu.sz),
+                           on_gpu(TensorView::contiguous(nullptr, p.dtype, {2, 16}), gpu.c));
+      },
+      "weight_int4pack_mm: A must be memory of cuda:0, got ordinary host memory");
+  std::vector<uint8_t> host_packed(size_t(gpu.shape.rows * gpu.shape.cols));
+  TensorView packed = gpu.packed_view();
+  packed.data = host_packed.data();
+  expect_error([&] { convert_weight_to_int4pack(on_gpu(p.q_view(), gpu.q), packed); },
+               "convert_weight_to_int4pack: packed must be memory of cuda:0, got ordinary host memory");
+  // The device is healthy afterwards: a valid call still works.
+  weight_int4pack_mm(on_gpu(p.a_view(), gpu.a), gpu.packed_view(), 32, on_gpu(p.sz_view(), gpu.sz),
+                     on_gpu(TensorView::contiguous(nullptr, p.dtype, {2, 16}), gpu.c));
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  expect_matches_oracle(p, oracle(p), gpu.result(16), 16, "after rejected calls");
+}
+
 TEST(CudaErrors, HostPointersAreRejectedByDevice) {
   SKIP_WITHOUT_GPU();
   Problem p = make_problem(1, 16, 64, 32, DType::kFloat16);

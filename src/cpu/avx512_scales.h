@@ -1,5 +1,6 @@
 // Loading one group's (scale, zero) pairs for 16 columns into AVX-512
-// registers, shared by the AVX-512 kernels (kernels_avx512.cpp, kernels_amx.cpp).
+// registers, shared by the AVX-512 kernels (kernels_avx512.cpp and
+// kernels_avx512_bf16.cpp through avx512_tile.h, kernels_amx.cpp).
 // Include it only from translation units compiled for AVX-512: the anonymous
 // namespace gives each of them its own copy, built with its own -m flags.
 #pragma once

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "int4mm/int4mm.h"
 
@@ -83,6 +84,20 @@ inline void prefetch_next_tile_scales(const TileArgs& t, int64_t g, int64_t esiz
   __builtin_prefetch(p, 0, 3);
   __builtin_prefetch(p + 2 * kTile * esize - 1, 0, 3);
 }
+
+// Calls f(std::integral_constant<int, R>{}) with R = min(rows, kMax), rows >= 1:
+// a kernel's runtime row count becomes a compile-time one (one instantiation
+// per R, as the per-ISA mm_tile need for their register arrays). In an
+// anonymous namespace so that each per-ISA translation unit keeps its own copy.
+namespace {
+template <int kMax, typename F>
+inline void dispatch_rows(int rows, F&& f) {
+  if constexpr (kMax > 1) {
+    if (rows < kMax) return dispatch_rows<kMax - 1>(rows, f);
+  }
+  f(std::integral_constant<int, kMax>{});
+}
+}  // namespace
 
 namespace scalar {
 void mm_tile(const TileArgs& t);  // any width

@@ -81,12 +81,8 @@ void half_rows(const TileArgs& t, int row0, int half) {
 void mm_tile(const TileArgs& t) {
   for (int half = 0; half < 2; ++half) {
     for (int row0 = 0; row0 < t.rows; row0 += 4) {
-      switch (t.rows - row0) {
-        case 1: half_rows<1>(t, row0, half); break;
-        case 2: half_rows<2>(t, row0, half); break;
-        case 3: half_rows<3>(t, row0, half); break;
-        default: half_rows<4>(t, row0, half); break;
-      }
+      dispatch_rows<4>(t.rows - row0,
+                       [&](auto rows) { half_rows<decltype(rows)::value>(t, row0, half); });
     }
   }
 }

@@ -9,22 +9,16 @@
 // The unpacked weight vectors are reused by every row (small M), and the
 // per-group partial sums use several accumulator chains so that FMA latency
 // (4 cycles, 2 per cycle) never stalls: rows x chains >= 8.
+// The group fold and the rows' load and store: avx512_tile.h (shared with the
+// VDPBF16PS kernel).
 // Limitations: 1. width must be 16 (the tail tile goes to the scalar kernel).
 #include <immintrin.h>
 
-#include "cpu/avx512_scales.h"
+#include "cpu/avx512_tile.h"
 #include "cpu/cpu_kernels.h"
 
 namespace int4mm::detail::cpu::avx512 {
 namespace {
-
-// Loads the (scale, zero) pairs of 16 columns of one group and returns the
-// scales and z' = zero - 8 * scale, as floats.
-inline void load_scales(const void* sz, DType dtype, int64_t offset, __m512& s, __m512& zp) {
-  __m512 z;
-  load_scales_and_zeros(sz, dtype, offset, s, z);
-  zp = _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), s, z);
-}
 
 template <int kRows>
 void tile_rows(const TileArgs& t) {
@@ -36,22 +30,17 @@ void tile_rows(const TileArgs& t) {
   const __m512 nibble_value = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 
   __m512 out[kRows];
-  for (int r = 0; r < kRows; ++r) {
-    out[r] = t.accumulate ? _mm512_loadu_ps(t.c + r * t.ldc) : _mm512_setzero_ps();
-  }
+  load_rows(t, out);
   const uint8_t* w = t.w;
   const int64_t sz_size = dtype_size(t.sz_dtype);
   for (int64_t g = t.k0 / t.group_size; g < t.k1 / t.group_size; ++g) {
     prefetch_next_tile_scales(t, g, sz_size);
     __m512 acc[kRows][kChains];
-    for (int r = 0; r < kRows; ++r) {
-      for (int h = 0; h < kChains; ++h) acc[r][h] = _mm512_setzero_ps();
-    }
+    zero_chains(acc);
     for (int64_t k = g * t.group_size; k < (g + 1) * t.group_size; k += 8, w += 64) {
       prefetch_weights(w);
       for (int j = 0; j < 4; ++j) {
-        const __m512i v =
-            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * j)));
+        const __m512i v = load_chunk(w, j);
         const __m512 q_even = _mm512_permutexvar_ps(v, nibble_value);
         const __m512 q_odd = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), nibble_value);
         for (int r = 0; r < kRows; ++r) {
@@ -63,32 +52,15 @@ void tile_rows(const TileArgs& t) {
         }
       }
     }
-    __m512 s, zp;
-    load_scales(t.sz, t.sz_dtype, g * t.n * 2, s, zp);
-    for (int r = 0; r < kRows; ++r) {
-      for (int step = kChains / 2; step >= 1; step /= 2) {
-        for (int h = 0; h < step; ++h) acc[r][h] = _mm512_add_ps(acc[r][h], acc[r][h + step]);
-      }
-      out[r] = _mm512_fmadd_ps(s, acc[r][0], out[r]);
-      out[r] = _mm512_fmadd_ps(zp, _mm512_set1_ps(t.sum_a[r * t.ld_sum + g]), out[r]);
-    }
+    fold_group(t, g, t.sz_dtype, 8.0f, acc, out);  // sums a * q: z' = zero - 8 s
   }
-  for (int r = 0; r < kRows; ++r) _mm512_storeu_ps(t.c + r * t.ldc, out[r]);
+  store_rows(t, out);
 }
 
 }  // namespace
 
 void mm_tile(const TileArgs& t) {
-  switch (t.rows) {
-    case 1: tile_rows<1>(t); break;
-    case 2: tile_rows<2>(t); break;
-    case 3: tile_rows<3>(t); break;
-    case 4: tile_rows<4>(t); break;
-    case 5: tile_rows<5>(t); break;
-    case 6: tile_rows<6>(t); break;
-    case 7: tile_rows<7>(t); break;
-    default: tile_rows<8>(t); break;
-  }
+  dispatch_rows<kMaxRows>(t.rows, [&](auto rows) { tile_rows<decltype(rows)::value>(t); });
 }
 
 }  // namespace int4mm::detail::cpu::avx512

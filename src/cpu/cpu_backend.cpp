@@ -291,6 +291,10 @@ void mm(const MmArgs& args) {
         const int width = tile_width(t, n);
         const bool full = width == kTile;
         TileArgs ta{};
+        // AMX: two adjacent full tiles per call, so that each A tile loaded
+        // feeds both (A is re-read from L2 once per call: docs/cpu.md, v8).
+        ta.tiles = amx_kernel && full && t + 1 < t_end && tile_width(t + 1, n) == kTile ? 2 : 1;
+        ta.w_tile_stride = tile_offset(1, k);
         ta.w = args.packed + tile_offset(t, k) + k0 / 8 * 4 * width;
         ta.width = width;
         const bool raw_a = full && bf16_kernel && split == 1;
@@ -321,6 +325,7 @@ void mm(const MmArgs& args) {
           ta.c = c32.data() + r0 * ldc32 + t * kTile;
           (full ? full_kernel : scalar::mm_tile)(ta);
         }
+        t += ta.tiles - 1;
       }
     }
     // Round this thread's columns once to the output dtype.

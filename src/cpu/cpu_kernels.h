@@ -58,6 +58,9 @@ struct TileArgs {
   int rows;              // 1..kMaxRows
   bool accumulate;       // add to c instead of overwriting it
   int split = 1;         // AMX: bfloat16 rows per row of A (a = sum of them; cpu_backend.cpp)
+  int tiles = 1;         // AMX: adjacent full tiles per call, 1 or 2 (c, sz and the
+                         // stream of the second: + kTile columns, + w_tile_stride bytes)
+  int64_t w_tile_stride = 0;  // bytes from one tile's stream to the next (kTile * k / 2)
 };
 
 // Software prefetch (all ISAs; __builtin_prefetch is a no-op where absent).

@@ -14,27 +14,31 @@
 // (a = hi + mid + lo), stored one after the other; their partial sums are
 // added at the fold. Every product bf16 x (q - 8) is exact in float32.
 //
-// Per group of one tile (16 columns x group_size k):
+// Per group of one or two adjacent tiles (t.tiles; 16 or 32 columns x group_size k):
 //   1. Each 16-byte chunk (2 k x 16 columns) becomes one 64-byte row of a
 //      VNNI-layout B tile, [bf16(q_even - 8) | bf16(q_odd - 8) << 16] per
 //      column: vpmovzxbd, shift, or, VPERMW (a 32-word table) = 4 instructions;
 //      16 chunks (32 k) make one B tile: rows = k pairs, 64 bytes = 16 columns.
-//   2. Per 32 k: tileloadd A (split * rows x 32 bf16, stride lda), tileloadd B,
-//      TDPBF16PS into C (split * rows x 16 float32).
+//   2. Per 32 k: tileloadd B of each tile, tileloadd A (split * rows x 32 bf16,
+//      stride lda) ONCE for both tiles, TDPBF16PS into each tile's C
+//      (split * rows x 16 float32). A comes from L2 (24 rows x 8192 bf16 =
+//      384 KB at float32 M = 8), and re-reading it for every 16 columns was
+//      what bound M = 8 (time grew with the bf16 rows: bf16 8.2, fp16 10.5,
+//      fp32 14.0 ms); two tiles per A load: 7.1, 8.5, 9.2-10.2 ms (docs/cpu.md v8).
 //   3. C is stored and folded: out += s * C + zero * sum(a)  (exact weights
 //      q - 8, so no z' and no bias term).
 // TDPBF16PS accumulates in float32 (round to nearest even, denormal inputs
 // and outputs flushed).
-// Tile registers: tmm0 = C, tmm1 = A, tmm2 = B; a second sub-block of rows
-// (float32: 8 rows = 5 + 3, as 3 * 8 > 16 tile rows) uses tmm3 = C, tmm4 = A.
-// Configured once per call (the rows vary), released at the end.
+// Tile registers: C of sub-block b and column tile c = tmm(2b + c), A of
+// sub-block b = tmm(4 + b), B of column tile c = tmm(6 + c); a second
+// sub-block of rows exists for float32 (8 rows = 5 + 3, as 3 * 8 > 16 tile
+// rows). Configured once per call (the rows vary), released at the end.
 // Limitations: 1. width 16 only (tail tiles go to the scalar kernel).
 //   2. group_size a multiple of 32, at most 256 (every supported one).
 //   3. Activations (or their split parts) below 2^-126 are flushed to zero:
 //      float32 activations below ~2^-110 lose their low bits.
-//   4. float32 (3 bf16 rows per row, two sub-blocks at 8 rows) reaches only
-//      2.1x the M = 1 time at M = 8 and ties the FMA kernel at large M; what
-//      bounds it is not yet measured (alternating two C tiles did not help).
+//   4. float32 large M stays on the FMA kernel (it tied AMX before two tiles
+//      per call; not re-measured since).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -75,79 +79,113 @@ inline __m512i nibble_table() {
 }  // namespace
 
 void mm_tile(const TileArgs& t) {
-  const int rows = t.rows, split = t.split;
+  const int rows = t.rows, split = t.split, tiles = t.tiles;
   // Rows of A per sub-block: split * rows must fit one tile (16 rows); float32
-  // (split 3) takes 8 rows as 5 + 3, each sub-block with its own A and C tile.
+  // (split 3) takes 8 rows as 5 + 3, each sub-block with its own A tile.
   const int sub_rows = std::min(rows, kTileRows / split);
   const int subs = (rows + sub_rows - 1) / sub_rows;
+  // Tile registers: C of sub-block b and column tile c: tmm(2b + c); A of
+  // sub-block b: tmm(4 + b); B of column tile c: tmm(6 + c).
   TileConfig config{};
   config.palette_id = 1;
   for (int b = 0; b < subs; ++b) {
     const int tile_rows = split * std::min(sub_rows, rows - b * sub_rows);
-    config.rows[0 + 3 * b] = uint8_t(tile_rows), config.colsb[0 + 3 * b] = 64;  // C: tmm0, tmm3
-    config.rows[1 + 3 * b] = uint8_t(tile_rows), config.colsb[1 + 3 * b] = 64;  // A: tmm1, tmm4
+    for (int c = 0; c < tiles; ++c) {
+      config.rows[2 * b + c] = uint8_t(tile_rows), config.colsb[2 * b + c] = 64;
+    }
+    config.rows[4 + b] = uint8_t(tile_rows), config.colsb[4 + b] = 64;
   }
-  config.rows[2] = uint8_t(kPairsPerTile), config.colsb[2] = 64;  // B: tmm2
+  for (int c = 0; c < tiles; ++c) config.rows[6 + c] = uint8_t(kPairsPerTile), config.colsb[6 + c] = 64;
   _tile_loadconfig(&config);
 
   const auto* a = static_cast<const uint16_t*>(t.a);
   const int64_t a_stride = t.lda * 2;  // bytes between bfloat16 rows
   const __m512i table = nibble_table();
-  // B tiles of one group (group_size / 2 rows of 64 bytes: 8 KB at 256) and C.
-  alignas(64) uint8_t b_tiles[256 / 2 * 64];
+  // B tiles of one group per column tile (group_size / 2 rows of 64 bytes:
+  // 8 KB at 256) and C (split * rows <= 24 rows of 16 floats).
+  alignas(64) uint8_t b_tiles[2][256 / 2 * 64];
   alignas(64) float c[2 * kTileRows * kTile];
   const int64_t sz_size = dtype_size(t.sz_dtype);
 
-  __m512 out[kMaxRows];
-  for (int r = 0; r < rows; ++r) {
-    out[r] = t.accumulate ? _mm512_loadu_ps(t.c + r * t.ldc) : _mm512_setzero_ps();
+  __m512 out[2][kMaxRows];
+  for (int ct = 0; ct < tiles; ++ct) {
+    for (int r = 0; r < rows; ++r) {
+      out[ct][r] = t.accumulate ? _mm512_loadu_ps(t.c + r * t.ldc + ct * kTile) : _mm512_setzero_ps();
+    }
   }
   const uint8_t* w = t.w;
   const int64_t pairs = t.group_size / 2;
   for (int64_t g = t.k0 / t.group_size; g < t.k1 / t.group_size; ++g) {
-    prefetch_next_tile_scales(t, g, sz_size);
+    // The (scale, zero) lines of the next call's tiles.
+    const char* next_sz = static_cast<const char*>(t.sz) + (g * t.n * 2 + 2 * kTile * tiles) * sz_size;
+    for (int ct = 0; ct < tiles; ++ct) {
+      __builtin_prefetch(next_sz + ct * 2 * kTile * sz_size, 0, 3);
+      __builtin_prefetch(next_sz + (ct + 1) * 2 * kTile * sz_size - 1, 0, 3);
+    }
     // 1. Unpack the group into B tiles: chunk i is row i (k pair i). A lane of
     //    v holds (q_odd << 4 | q_even); v | v << 12 puts q_even in the index
     //    bits (0..4, bit 4 ignored by the table's period) of word 0 and q_odd
     //    in those of word 1; VPERMW looks both up.
-    for (int64_t i = 0; i < pairs; i += 4, w += 64) {
-      prefetch_weights(w);
-      for (int j = 0; j < 4; ++j) {
-        const __m512i v =
-            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * j)));
-        const __m512i x = _mm512_or_si512(v, _mm512_slli_epi32(v, 12));
-        _mm512_store_si512(b_tiles + (i + j) * 64, _mm512_permutexvar_epi16(x, table));
+    for (int ct = 0; ct < tiles; ++ct) {
+      const uint8_t* wt = w + ct * t.w_tile_stride;
+      for (int64_t i = 0; i < pairs; i += 4, wt += 64) {
+        prefetch_weights(wt);
+        for (int j = 0; j < 4; ++j) {
+          const __m512i v =
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wt + 16 * j)));
+          const __m512i x = _mm512_or_si512(v, _mm512_slli_epi32(v, 12));
+          _mm512_store_si512(b_tiles[ct] + (i + j) * 64, _mm512_permutexvar_epi16(x, table));
+        }
       }
     }
-    // 2. C = A[:, group] @ B, per sub-block of rows.
+    w += pairs * 16;  // 16 bytes per k pair
+    // 2. C = A[:, group] @ B, per sub-block of rows and column tile: each A
+    //    tile loaded once feeds both column tiles.
     const int64_t k_group = g * t.group_size;
+    const uint16_t* a_sub1 = a + split * sub_rows * t.lda;
     _tile_zero(0);
-    if (subs > 1) _tile_zero(3);
+    if (tiles > 1) _tile_zero(1);
+    if (subs > 1) {
+      _tile_zero(2);
+      if (tiles > 1) _tile_zero(3);
+    }
     for (int64_t p = 0; p < pairs; p += kPairsPerTile) {
-      _tile_loadd(2, b_tiles + p * 64, 64);
-      _tile_loadd(1, a + k_group + 2 * p, a_stride);
-      _tile_dpbf16ps(0, 1, 2);
+      _tile_loadd(6, b_tiles[0] + p * 64, 64);
+      if (tiles > 1) _tile_loadd(7, b_tiles[1] + p * 64, 64);
+      _tile_loadd(4, a + k_group + 2 * p, a_stride);
+      _tile_dpbf16ps(0, 4, 6);
+      if (tiles > 1) _tile_dpbf16ps(1, 4, 7);
       if (subs > 1) {
-        _tile_loadd(4, a + split * sub_rows * t.lda + k_group + 2 * p, a_stride);
-        _tile_dpbf16ps(3, 4, 2);
+        _tile_loadd(5, a_sub1 + k_group + 2 * p, a_stride);
+        _tile_dpbf16ps(2, 5, 6);
+        if (tiles > 1) _tile_dpbf16ps(3, 5, 7);
       }
     }
-    _tile_stored(0, c, kTile * 4);
-    if (subs > 1) _tile_stored(3, c + split * sub_rows * kTile, kTile * 4);
-    // 3. Fold: out += s * sum(a * (q - 8)) + zero * sum(a), the split terms of
-    //    a row added smallest first.
-    __m512 s, z;
-    load_scales_and_zeros(t.sz, t.sz_dtype, g * t.n * 2, s, z);
-    for (int r = 0; r < rows; ++r) {
-      __m512 dot = _mm512_load_ps(c + (r * split + split - 1) * kTile);
-      for (int h = split - 2; h >= 0; --h) {
-        dot = _mm512_add_ps(dot, _mm512_load_ps(c + (r * split + h) * kTile));
+    // 3. Fold, per column tile: out += s * sum(a * (q - 8)) + zero * sum(a),
+    //    the split terms of a row added smallest first.
+    for (int ct = 0; ct < tiles; ++ct) {
+      if (ct == 0) {
+        _tile_stored(0, c, kTile * 4);
+        if (subs > 1) _tile_stored(2, c + split * sub_rows * kTile, kTile * 4);
+      } else {
+        _tile_stored(1, c, kTile * 4);
+        if (subs > 1) _tile_stored(3, c + split * sub_rows * kTile, kTile * 4);
       }
-      out[r] = _mm512_fmadd_ps(s, dot, out[r]);
-      out[r] = _mm512_fmadd_ps(z, _mm512_set1_ps(t.sum_a[r * t.ld_sum + g]), out[r]);
+      __m512 s, z;
+      load_scales_and_zeros(t.sz, t.sz_dtype, g * t.n * 2 + ct * 2 * kTile, s, z);
+      for (int r = 0; r < rows; ++r) {
+        __m512 dot = _mm512_load_ps(c + (r * split + split - 1) * kTile);
+        for (int h = split - 2; h >= 0; --h) {
+          dot = _mm512_add_ps(dot, _mm512_load_ps(c + (r * split + h) * kTile));
+        }
+        out[ct][r] = _mm512_fmadd_ps(s, dot, out[ct][r]);
+        out[ct][r] = _mm512_fmadd_ps(z, _mm512_set1_ps(t.sum_a[r * t.ld_sum + g]), out[ct][r]);
+      }
     }
   }
-  for (int r = 0; r < rows; ++r) _mm512_storeu_ps(t.c + r * t.ldc, out[r]);
+  for (int ct = 0; ct < tiles; ++ct) {
+    for (int r = 0; r < rows; ++r) _mm512_storeu_ps(t.c + r * t.ldc + ct * kTile, out[ct][r]);
+  }
   _tile_release();
 }
 

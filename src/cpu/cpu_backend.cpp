@@ -195,11 +195,13 @@ using TileKernel = void (*)(const TileArgs&);
 // in L2) and 8 KB of each tile (in L1). A multiple of every group size.
 constexpr int64_t kKBlock = 1024;
 
-// The kernel for full tiles. M = 1: VDPBF16PS for bfloat16 activations (read
-// as they are), the float FMA kernel otherwise; both stream at memory speed.
-// From M = 2 on, AMX's TDPBF16PS (blocks of 8 rows; large M through the same
-// k-blocked driver), where the FMA kernel is bound by arithmetic and
-// VDPBF16PS was measured slower still. Measured in docs/cpu.md.
+// The kernel for full tiles. With AMX: AMX's TDPBF16PS for every M (blocks
+// of 8 rows; large M through the k-blocked driver); two column tiles per call
+// made it the fastest at M = 1 too (bf16 5.7-5.8 vs 6.2-6.4 ms VDPBF16PS,
+// fp16 5.8 vs 6.2-6.5 ms FMA, fp32 tied), and from M = 2 on the FMA kernel is
+// bound by arithmetic and VDPBF16PS slower still. Without AMX: M = 1
+// VDPBF16PS for bfloat16 activations (read as they are), else the float FMA
+// kernel. Measured in docs/cpu.md.
 TileKernel full_tile_kernel(Isa isa, DType dtype, int64_t m, int64_t group_size) {
   const bool bf16 = dtype == DType::kBFloat16;
   switch (isa) {
@@ -207,7 +209,7 @@ TileKernel full_tile_kernel(Isa isa, DType dtype, int64_t m, int64_t group_size)
       // float32 rows are split into 3 bfloat16 rows (below): two tile
       // sub-blocks per 8 rows; with two column tiles per call still faster
       // than the FMA kernel at large M (M = 256: 340 vs 436 ms).
-      if (m >= 2 && group_size % 32 == 0 && group_size <= 256) {
+      if (group_size % 32 == 0 && group_size <= 256) {
         return amx::mm_tile;
       }
       [[fallthrough]];

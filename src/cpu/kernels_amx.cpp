@@ -1,4 +1,4 @@
-// AMX-BF16 kernel of the CPU backend, from M = 2 on, 1..8 rows per call
+// AMX-BF16 kernel of the CPU backend, for every M, 1..8 rows per call
 // (large M: the driver's k-blocked loop). Compiled with the AVX-512 flags plus
 // -mavx512bf16 -mamx-tile -mamx-bf16; called only when CPUID has AMX-BF16 and
 // Linux granted the tile data state (cpu_backend.cpp).

@@ -119,9 +119,10 @@ TEST(CpuIsaMatmul, PyTorchCriterion) {
   }
 }
 
-// The BF16 kernels: VDPBF16PS (bfloat16, M = 1) and AMX (M >= 2; float16 and
-// float32 rows split into 2 and 3 bfloat16 rows, float32 in two tile
-// sub-blocks at M = 8): every dtype and group size, a strided A.
+// The BF16 kernels: VDPBF16PS (bfloat16, M = 1, ISA avx512_bf16) and AMX
+// (every M; float16 and float32 rows split into 2 and 3 bfloat16 rows,
+// float32 in two tile sub-blocks at M = 8; n = 53: a pair of tiles, then a
+// tail): every dtype and group size, a strided A.
 TEST(CpuIsaMatmul, Bf16KernelsAtSmallM) {
   IsaGuard guard;
   for (DType dtype : float_dtypes()) {

@@ -278,11 +278,11 @@ std::vector<Record> run_cuda(const Config& config) {
           cu::metal_port_mm(args);
         });
       }
-      if (chosen != cu::MmKernel::kGemmMma && m >= 16 &&
+      if (chosen != cu::MmKernel::kGemmMma && m >= 8 && m <= 256 &&
           cu::supports(cu::MmKernel::kGemmMma, args_for(0))) {
         variants.emplace_back("gemm_mma", [&](int i) { cu::mm_with(cu::MmKernel::kGemmMma, args_for(i)); });
       }
-      if (chosen != cu::MmKernel::kGemvMma && m <= 32 &&
+      if (chosen != cu::MmKernel::kGemvMma && m <= 16 &&
           cu::supports(cu::MmKernel::kGemvMma, args_for(0))) {
         variants.emplace_back("gemv_mma", [&](int i) { cu::mm_with(cu::MmKernel::kGemvMma, args_for(i)); });
       }

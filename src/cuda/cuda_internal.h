@@ -30,6 +30,11 @@ void mm_with(MmKernel kernel, const MmArgs& args);
 // The kernel dispatch picks for these arguments.
 MmKernel choose_kernel(const MmArgs& args);
 
+// kDequantGemm with an explicit chunk, for benchmarks (dequant_gemm.cu): W is
+// dequantized in chunks of chunk_rows rows (<= 0: the default heuristic;
+// rounded to a multiple of 16, balanced over the chunks).
+void dequant_gemm_with(const MmArgs& args, int64_t chunk_rows);
+
 // Multiprocessor count of the current device (cached per device).
 int sm_count();
 

@@ -2,21 +2,24 @@
 // which (dtype, M, alignment). The one table:
 //
 //   dtype        M         kernel                               why
-//   fp16/bf16    1..16     gemv_mma<kMTiles = ceil(M / 8)>      memory-bound; tensor cores do
-//                                                               the math, weights read once;
-//                          kTiles = 2 when N/16 >= 3 x SMs      (each activation fragment feeds
-//                          (else 1)                             two tiles; enough blocks remain)
-//   fp16/bf16    17..64    gemm_mma (group >= 64)               one shared activation tile feeds
-//                                                               16 warps; split-K over blocks
+//   fp16/bf16    1..8      gemv_mma<kMTiles = 1>                memory-bound; tensor cores do
+//                          kTiles = 2 when N/16 >= 3 x SMs      the math, weights read once;
+//                          (else 1)                             each activation fragment feeds
+//                                                               kTiles tiles
+//                9..16     gemm_mma where N K >= 2^27, or       gemv_mma re-reads A per block:
+//                          >= 2^25 and K >= 1.5 N; else         at 16 rows that traffic shows
+//                          gemv_mma<2, kTiles = 4 | 2>
+//                17..128   gemm_mma (group >= 64)               one shared activation tile feeds
+//                                                               8 warps; stream-K over the SMs
 //                (group 32: gemv_mma up to M = 32)
-//   fp16/bf16    65..      dequantize + cuBLAS                  at M = 128 it already beats
-//                                                               gemm_mma (H100, docs/cuda.md)
+//                129..     dequantize + cuBLAS                  at M = 256 it beats gemm_mma
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
+// The thresholds are the H100 measurements of docs/cuda.md (v4, bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
-// TODO(#7): a wgmma (sm_90a) GEMM for M >= 256 to replace dequantize + cuBLAS.
+// TODO(#7): a wgmma (sm_90a) GEMM for M >= 64 to replace mma.sync and dequantize + cuBLAS.
 #include <atomic>
 
 #include "cuda/common.cuh"
@@ -32,7 +35,7 @@ void gemm_mma_mm(const MmArgs& args);      // gemm.cu
 
 namespace {
 
-// gemv_mma's launch configuration, chosen with bench/tune_gemv.cu on an H100
+// gemv_mma's launch configuration, chosen with bench/tune_mma.cu on an H100
 // (docs/cuda.md, "v2"): 8 warps split K, 4 x 16-byte loads per lane per tile,
 // no register double buffer (it cost more occupancy than it hid latency), and
 // register caps that keep 3 blocks (1 tile) or 2 blocks (2 tiles) per SM.
@@ -40,9 +43,8 @@ constexpr int kGemvWarps = 8;
 constexpr int kGemvSteps = 4;
 constexpr int64_t kMmaMaxM = 32;
 constexpr int64_t kSimtMaxM = 4;
-constexpr int64_t kGemmMaxM = 256;
-constexpr int64_t kGemmSwitchM = 16;  // gemm_mma above this M ...
-constexpr int64_t kGemmLastM = 64;    // ... up to this one (docs/cuda.md, v3)
+constexpr int64_t kGemvLastM = 8;    // gemv_mma up to this M everywhere ...
+constexpr int64_t kGemmLastM = 128;  // ... gemm_mma from M = 17 (9 on large weights) to this one
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
@@ -67,10 +69,19 @@ int sm_count() {
 
 namespace {
 
-// Tiles per block of gemv_mma: 2 where that still leaves >= 1.5 blocks per
-// SM, and M <= 16 (with 4 m-tiles, 2 tiles would spill registers).
+// Tiles per block of gemv_mma where N/16 >= 3 x SMs: at M <= 8, 2; at
+// M <= 16, 4 (each block then re-reads A half as often); else 1.
 int mma_tiles_per_block(const MmArgs& args) {
-  return args.m <= 16 && tiles(args) >= 3 * sm_count() ? 2 : 1;
+  if (args.m > 16 || tiles(args) < 3 * sm_count()) return 1;
+  return args.m <= 8 ? 2 : 4;
+}
+
+// M = 9..16: gemm_mma on the largest weights and on deep ones (K >= 1.5 N):
+// 8192 x 28672, 28672 x 8192 and 14336 x 4096 ran 1.0-1.25x faster in it,
+// 8192 x 8192, 4096 x 14336 and 4096 x 4096 1.1-1.2x slower.
+bool gemm_for_m16(const MmArgs& args) {
+  const int64_t weights = args.n * args.k;
+  return weights >= (int64_t(1) << 27) || (weights >= (int64_t(1) << 25) && 2 * args.k >= 3 * args.n);
 }
 
 template <typename T, int kGroup, int kMTiles, int kTiles>
@@ -106,11 +117,13 @@ void gemv_mma(const MmArgs& args) {
     auto run = [&](auto tag) {
       using T = decltype(tag);
       if constexpr (!std::is_same_v<T, float>) {
-        const bool two = mma_tiles_per_block(args) == 2;
+        const int tiles_per_block = mma_tiles_per_block(args);
         if (args.m <= 8) {
-          two ? launch_mma<T, kGroup, 1, 2>(args, stream) : launch_mma<T, kGroup, 1, 1>(args, stream);
+          tiles_per_block == 2 ? launch_mma<T, kGroup, 1, 2>(args, stream)
+                               : launch_mma<T, kGroup, 1, 1>(args, stream);
         } else if (args.m <= 16) {
-          two ? launch_mma<T, kGroup, 2, 2>(args, stream) : launch_mma<T, kGroup, 2, 1>(args, stream);
+          tiles_per_block == 4 ? launch_mma<T, kGroup, 2, 4>(args, stream)
+                               : launch_mma<T, kGroup, 2, 2>(args, stream);
         } else {
           launch_mma<T, kGroup, 4, 1>(args, stream);
         }
@@ -159,9 +172,8 @@ bool supports(MmKernel kernel, const MmArgs& args) {
              args.lda % 2 == 0 && aligned(args.a, 4) && aligned(args.sz, 4);
     case MmKernel::kGemmMma:
       // 16-byte loads of activation rows; groups end on 64-k steps.
-      return int32_sizes && args.dtype != DType::kFloat32 && args.m <= kGemmMaxM &&
-             args.group_size >= 64 && args.lda % 8 == 0 && aligned(args.a, 16) &&
-             aligned(args.sz, 4);
+      return int32_sizes && args.dtype != DType::kFloat32 && args.group_size >= 64 &&
+             args.lda % 8 == 0 && aligned(args.a, 16) && aligned(args.sz, 4);
     case MmKernel::kGemvSimt:
       // float2 loads of activation pairs and scale/zero pairs.
       return int32_sizes && args.dtype == DType::kFloat32 && args.m <= kSimtMaxM &&
@@ -171,9 +183,10 @@ bool supports(MmKernel kernel, const MmArgs& args) {
 }
 
 MmKernel choose_kernel(const MmArgs& args) {
-  const MmKernel first = args.m <= kGemmSwitchM ? MmKernel::kGemvMma
-                         : args.m <= kGemmLastM  ? MmKernel::kGemmMma
-                                                 : MmKernel::kDequantGemm;
+  const bool gemv = args.m <= kGemvLastM || (args.m <= 16 && !gemm_for_m16(args));
+  const MmKernel first = gemv                     ? MmKernel::kGemvMma
+                         : args.m <= kGemmLastM ? MmKernel::kGemmMma
+                                                : MmKernel::kDequantGemm;
   const MmKernel order[] = {first, MmKernel::kGemvMma, MmKernel::kGemvSimt};
   for (MmKernel kernel : order) {
     if (supports(kernel, args)) return kernel;

@@ -1,0 +1,202 @@
+// tune_mma: a workbench for the launch configurations of the tensor-core
+// kernels (llm.c style): gemv_mma's (tiles per block, warps, steps per chunk,
+// prefetch, min blocks per SM) and gemm_mma's GemmShape (m-tiles per block,
+// weight tiles per warp, warps, pipeline stages), per M. Each variant is
+// checked against dequantize + cuBLAS, then timed as PERF.md asks (CUDA graph
+// of 20 calls, weights rotated past 3x L2, median of 20 replays). The winners
+// go into src/cuda/dispatch.cu and src/cuda/gemm.cu; docs/cuda.md keeps the table.
+//
+//   build-dev/bench/int4mm_tune_mma [KxN,...] [variant name part | -part]      (bf16, group 128)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+#include "core/float16.h"
+#include "cuda/cuda_internal.h"
+#include "cuda/gemm_mma.cuh"
+
+using namespace int4mm;
+using T = __nv_bfloat16;
+constexpr int kGroup = 128;
+
+#define CHECK(call)                                                          \
+  do {                                                                       \
+    cudaError_t e = (call);                                                  \
+    if (e != cudaSuccess) {                                                  \
+      std::fprintf(stderr, "%s failed: %s\n", #call, cudaGetErrorString(e)); \
+      return 1;                                                              \
+    }                                                                        \
+  } while (0)
+
+struct Operands {
+  const T* a;
+  const uint4* packed;
+  const T* sz;
+  T* c;
+  float* workspace;  // float32 [m, n] for gemm_mma
+  int m, n, k;
+};
+
+struct Variant {
+  std::string name;
+  std::function<void(const Operands&, cudaStream_t)> launch;
+};
+
+template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kPrefetch, int kMinBlocks>
+Variant gemv() {
+  char name[96];
+  std::snprintf(name, sizeof name, "gemv T%d W%d S%d %s B%d", kTiles, kWarps, kSteps,
+                kPrefetch ? "pf" : "--", kMinBlocks);
+  return {name, [](const Operands& o, cudaStream_t s) {
+            const int blocks = ((o.n + 15) / 16 + kTiles - 1) / kTiles;
+            detail::cuda::gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kPrefetch, kMinBlocks>
+                <<<blocks, kWarps * 32, 0, s>>>(o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k);
+          }};
+}
+
+template <int kMTiles, int kNTiles, int kWarps, int kStages>
+Variant gemm() {
+  char name[96];
+  std::snprintf(name, sizeof name, "gemm M%d N%d W%d S%d", kMTiles, kNTiles, kWarps, kStages);
+  return {name, [](const Operands& o, cudaStream_t s) {
+            detail::cuda::launch_gemm_mma<T, kGroup, detail::cuda::GemmShape<kMTiles, kNTiles, kWarps, kStages>>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, o.workspace, s);
+          }};
+}
+
+// dequantize + cuBLAS with a chunk size (0: the default).
+Variant dequant(int64_t chunk_rows) {
+  char name[96];
+  std::snprintf(name, sizeof name, "dequant C%lld", static_cast<long long>(chunk_rows));
+  return {name, [chunk_rows](const Operands& o, cudaStream_t s) {
+            const Options options{Backend::kCuda, s};
+            const detail::MmArgs args{DType::kBFloat16, o.a, o.k, reinterpret_cast<const uint8_t*>(o.packed),
+                                      o.sz, o.c, o.n, o.m, o.n, o.k, kGroup, &options};
+            detail::cuda::dequant_gemm_with(args, chunk_rows);
+          }};
+}
+
+// The candidates per M.
+std::vector<Variant> variants(int m) {
+  if (m > 256) {
+    return {dequant(0), dequant(1024), dequant(4096), dequant(1 << 30)};
+  }
+  if (m <= 8) return {gemv<1, 2, 8, 4, false, 2>(), gemv<1, 1, 8, 4, false, 3>()};
+  if (m <= 16) {
+    return {gemv<2, 2, 8, 4, false, 2>(), gemv<2, 4, 8, 2, false, 1>(), gemv<2, 4, 8, 4, false, 1>(),
+            gemm<2, 4, 8, 6>(),           gemm<2, 2, 8, 8>(),           gemm<2, 4, 4, 8>(),
+            gemm<2, 4, 8, 8>()};
+  }
+  if (m <= 32) return {gemm<4, 4, 8, 6>(), gemm<4, 2, 8, 8>(), gemm<4, 2, 16, 4>(), gemm<4, 4, 4, 8>()};
+  if (m <= 64) return {gemm<8, 2, 8, 6>(), gemm<8, 1, 16, 4>(), gemm<8, 2, 8, 4>(), gemm<8, 1, 8, 8>()};
+  return {gemm<16, 1, 8, 4>(), gemm<8, 2, 8, 6>(), gemm<16, 1, 4, 4>(), dequant(0)};
+}
+
+int main(int argc, char** argv) {
+  cudaDeviceProp props;
+  CHECK(cudaGetDeviceProperties(&props, 0));
+  cudaStream_t stream;
+  CHECK(cudaStreamCreate(&stream));
+  std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 14336}, {8192, 8192}, {8192, 28672},
+                                             {28672, 8192}};
+  const char* filter = argc > 2 ? argv[2] : nullptr;  // variant name part; "-part": all others
+  if (argc > 1 && argv[1][0] != '\0') {  // "KxN,KxN,..."
+    shapes.clear();
+    int k = 0, n = 0, used = 0;
+    for (const char* s = argv[1]; std::sscanf(s, "%dx%d%n", &k, &n, &used) == 2; s += used + (s[used] == ',')) {
+      shapes.emplace_back(k, n);
+      if (s[used] == '\0') break;
+    }
+  }
+  const int max_m = 4096;
+  std::printf("%-24s %6s %6s %4s %9s %9s %9s\n", "variant", "K", "N", "M", "time us", "TB/s", "TFLOP/s");
+  for (const auto& shape : shapes) {
+    const int k = shape.first, n = shape.second;
+    const bench::HostProblem p = bench::make_problem(max_m, n, k, kGroup, DType::kBFloat16);
+    const PackedShape ps = packed_shape(Backend::kCuda, n, k);
+    const size_t wbytes = size_t(ps.rows * ps.cols), sbytes = p.sz.size();
+    const int copies = int(std::ceil(3.0 * props.l2CacheSize / double(wbytes + sbytes))) + 1;
+    uint8_t *wire, *packed, *sz, *a, *c, *c_ref;
+    float* workspace;
+    CHECK(cudaMalloc(&wire, p.q.size()));
+    CHECK(cudaMalloc(&packed, wbytes * copies));
+    CHECK(cudaMalloc(&sz, sbytes * copies));
+    CHECK(cudaMalloc(&a, p.a.size()));
+    CHECK(cudaMalloc(&c, size_t(max_m) * n * 2));
+    CHECK(cudaMalloc(&c_ref, size_t(max_m) * n * 2));
+    CHECK(cudaMalloc(&workspace, size_t(max_m) * n * 4));
+    CHECK(cudaMemcpy(wire, p.q.data(), p.q.size(), cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(a, p.a.data(), p.a.size(), cudaMemcpyHostToDevice));
+    detail::cuda::pack(wire, false, n, k, packed, Options{}, 0);
+    for (int i = 0; i < copies; ++i) {
+      if (i) CHECK(cudaMemcpy(packed + i * wbytes, packed, wbytes, cudaMemcpyDeviceToDevice));
+      CHECK(cudaMemcpy(sz + i * sbytes, p.sz.data(), sbytes, cudaMemcpyHostToDevice));
+    }
+    for (int m : {8, 16, 32, 64, 128, 256, 1024, 4096}) {
+      const Options options{Backend::kCuda, stream};
+      detail::MmArgs args{DType::kBFloat16, a, k, packed, sz, c_ref, n, m, n, k, kGroup, &options};
+      detail::cuda::mm_with(detail::cuda::MmKernel::kDequantGemm, args);
+      std::vector<uint16_t> ref(size_t(m) * n), got(ref.size());
+      CHECK(cudaMemcpy(ref.data(), c_ref, ref.size() * 2, cudaMemcpyDeviceToHost));
+      for (const Variant& v : variants(m)) {
+        if (filter != nullptr && (filter[0] == '-') == (v.name.find(filter + (filter[0] == '-')) != std::string::npos)) {
+          continue;
+        }
+        auto operands = [&](int copy) {
+          return Operands{(const T*)a, (const uint4*)(packed + copy * wbytes), (const T*)(sz + copy * sbytes),
+                          (T*)c, workspace, m, n, k};
+        };
+        CHECK(cudaMemset(c, 0xff, ref.size() * 2));
+        v.launch(operands(0), stream);
+        CHECK(cudaStreamSynchronize(stream));
+        CHECK(cudaGetLastError());
+        CHECK(cudaMemcpy(got.data(), c, got.size() * 2, cudaMemcpyDeviceToHost));
+        // Normwise: the reference rounds each weight to bf16, so single small
+        // outputs may differ by more than 1% while the product is right.
+        double err = 0, norm = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          const double y = detail::bf16_to_float(ref[i]);
+          err = std::max(err, std::fabs(detail::bf16_to_float(got[i]) - y));
+          norm = std::max(norm, std::fabs(y));
+        }
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        for (int i = 0; i < 20; ++i) v.launch(operands(i % copies), stream);
+        CHECK(cudaStreamEndCapture(stream, &graph));
+        CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        cudaEvent_t e0, e1;
+        CHECK(cudaEventCreate(&e0));
+        CHECK(cudaEventCreate(&e1));
+        std::vector<float> times;
+        for (int r = 0; r < 23; ++r) {
+          CHECK(cudaEventRecord(e0, stream));
+          CHECK(cudaGraphLaunch(exec, stream));
+          CHECK(cudaEventRecord(e1, stream));
+          CHECK(cudaEventSynchronize(e1));
+          float ms;
+          CHECK(cudaEventElapsedTime(&ms, e0, e1));
+          if (r >= 3) times.push_back(ms * 1000 / 20);
+        }
+        std::sort(times.begin(), times.end());
+        const double us = times[times.size() / 2];
+        const double bytes = double(n) * k / 2 + double(sbytes);
+        std::printf("%-24s %6d %6d %4d %9.2f %9.3f %9.1f %s\n", v.name.c_str(), k, n, m, us, bytes / us / 1e6,
+                    2.0 * m * n * k / us / 1e6, err <= 1e-2 * norm ? "" : "MISMATCH");
+        std::fflush(stdout);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        cudaEventDestroy(e0);
+        cudaEventDestroy(e1);
+      }
+    }
+    cudaFree(wire), cudaFree(packed), cudaFree(sz), cudaFree(a), cudaFree(c), cudaFree(c_ref), cudaFree(workspace);
+  }
+  return 0;
+}

@@ -9,7 +9,7 @@ namespace {
 
 // Configurations by M, chosen with bench/tune_mma.cu on an H100 (docs/cuda.md, v4):
 //   GemmShape<m-tiles per block, weight tiles per warp, warps, stages>
-// Above 64 rows, m-blocks of 64 (16 m-tiles per block spends 232 registers
+// Above 64 rows, m-blocks of 64 (16 m-tiles per block needs 222 registers
 // and ran 1.3x slower).
 using GemmM16 = GemmShape<2, 2, 8, 8>;
 using GemmM32 = GemmShape<4, 4, 8, 6>;

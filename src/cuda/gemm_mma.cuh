@@ -1,4 +1,4 @@
-// gemm_mma: int4 x {fp16, bf16} for M = 9..256 on the tensor cores (mma.sync).
+// gemm_mma: int4 x {fp16, bf16} for any M (dispatched for M = 9..128) on the tensor cores (mma.sync).
 //
 // Where gemv_mma splits K over a block's warps (each warp its own activation
 // slice, fine while A is tiny), this kernel splits N over the warps, so that

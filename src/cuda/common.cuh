@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "core/check.h"
@@ -65,6 +66,22 @@ inline void check_device_pointer(const char* op, const char* arg, const void* pt
 
 inline cudaStream_t stream_of(const Options& options) {
   return static_cast<cudaStream_t>(options.stream);
+}
+
+// A per-device value asked of the driver once (attributes, occupancy):
+// launches must not pay for the query. cache is the caller's static array;
+// devices past kMaxCachedDevices are asked every time.
+constexpr int kMaxCachedDevices = 64;
+template <typename F>
+int cached_per_device(std::atomic<int> (&cache)[kMaxCachedDevices], F&& query) {
+  int device = 0;
+  INT4MM_CUDA_CHECK(cudaGetDevice(&device));
+  int value = device < kMaxCachedDevices ? cache[device].load(std::memory_order_relaxed) : 0;
+  if (value == 0) {
+    value = query(device);
+    if (device < kMaxCachedDevices) cache[device].store(value, std::memory_order_relaxed);
+  }
+  return value;
 }
 
 // Element type <-> its packed pair, for the 16-bit activation dtypes.

@@ -251,21 +251,8 @@ __global__ void __launch_bounds__(kDequantThreads, kDequantMinBlocks)
   }
 }
 
-// Per device, asked of the driver once: launches must not pay for queries.
-template <typename F>
-int cached_per_device(std::atomic<int> (&cache)[64], F&& query) {
-  int device = 0;
-  INT4MM_CUDA_CHECK(cudaGetDevice(&device));
-  int value = device < 64 ? cache[device].load(std::memory_order_relaxed) : 0;
-  if (value == 0) {
-    value = query(device);
-    if (device < 64) cache[device].store(value, std::memory_order_relaxed);
-  }
-  return value;
-}
-
 int64_t l2_cache_bytes() {
-  static std::atomic<int> cache[64] = {};
+  static std::atomic<int> cache[kMaxCachedDevices] = {};
   return cached_per_device(cache, [](int device) {
     int bytes = 0;
     INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, device));
@@ -279,7 +266,7 @@ template <typename TW, typename TS>
 void launch_dequantize(const uint8_t* packed, const TS* sz, TW* w, int64_t ldw, int64_t n,
                        int64_t k, int64_t group_size, int64_t row_begin, int64_t row_end,
                        cudaStream_t stream) {
-  static std::atomic<int> resident_cache[64] = {};
+  static std::atomic<int> resident_cache[kMaxCachedDevices] = {};
   const int resident = cached_per_device(resident_cache, [](int) {
     int blocks = 0;
     INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(

@@ -55,16 +55,12 @@ int tiles(const MmArgs& args) { return int(cuda_layout::padded_n(args.n) / 16); 
 // Multiprocessor count of the current device, asked of the driver once per
 // device: dispatch runs on every call, and the attribute query is not free.
 int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices] = {};
-  int device = 0;
-  INT4MM_CUDA_CHECK(cudaGetDevice(&device));
-  int sms = device < kMaxDevices ? cache[device].load(std::memory_order_relaxed) : 0;
-  if (sms == 0) {
+  static std::atomic<int> cache[kMaxCachedDevices] = {};
+  return cached_per_device(cache, [](int device) {
+    int sms = 0;
     INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    if (device < kMaxDevices) cache[device].store(sms, std::memory_order_relaxed);
-  }
-  return sms;
+    return sms;
+  });
 }
 
 namespace {

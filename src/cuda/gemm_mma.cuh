@@ -342,18 +342,13 @@ void launch_gemm_mma(const T* a, int64_t lda, const void* packed, const T* sz, T
   constexpr int kSmem = Shape::template smem_bytes<T>();
   // Per device: the shared-memory opt-in (above 48 KB it must be asked for)
   // and the occupancy it allows, set up on a device's first call.
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> occupancy[kMaxDevices] = {};
-  int device = 0;
-  INT4MM_CUDA_CHECK(cudaGetDevice(&device));
-  int blocks_per_sm = device < kMaxDevices ? occupancy[device].load(std::memory_order_relaxed) : 0;
-  if (blocks_per_sm == 0) {
+  static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+  const int blocks_per_sm = cached_per_device(occupancy, [&](int) {
     INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    INT4MM_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, Shape::kThreads, kSmem));
-    blocks_per_sm = std::max(blocks_per_sm, 1);
-    if (device < kMaxDevices) occupancy[device].store(blocks_per_sm, std::memory_order_relaxed);
-  }
+    int blocks = 0;
+    INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Shape::kThreads, kSmem));
+    return std::max(blocks, 1);
+  });
   const int64_t blocks_n = (int64_t(n) + Shape::kRowsN - 1) / Shape::kRowsN;
   const int64_t blocks_m = (int64_t(m) + Shape::kRowsM - 1) / Shape::kRowsM;
   const int64_t units = blocks_n * blocks_m * (k / 64);

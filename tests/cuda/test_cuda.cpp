@@ -141,6 +141,11 @@ struct GpuProblem {
         c(size_t(std::max<int64_t>(p.m * ldc, 1) * dtype_size(p.dtype))),
         shape(packed_shape(Backend::kCuda, p.n, p.k)) {
     convert_weight_to_int4pack(on_gpu(p.q_view(), q), packed_view());
+    // The uploads and the packing ran on the legacy default stream; tests
+    // then run kernels on their own non-blocking streams, which do not wait
+    // for it (under compute-sanitizer a gemm_mma test read half-packed
+    // weights before this).
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }
 
   TensorView packed_view() const {

@@ -65,11 +65,14 @@ int sm_count() {
 
 namespace {
 
-// Tiles per block of gemv_mma where N/16 >= 3 x SMs: at M <= 8, 2; at
-// M <= 16, 4 (each block then re-reads A half as often); else 1.
+// Tiles per block of gemv_mma (each activation fragment feeds that many
+// mmas): more where N/16 >= 3 x SMs still leaves enough blocks; at M = 9..16
+// more everywhere, since each block re-reads A (docs/cuda.md, v4).
 int mma_tiles_per_block(const MmArgs& args) {
-  if (args.m > 16 || tiles(args) < 3 * sm_count()) return 1;
-  return args.m <= 8 ? 2 : 4;
+  const bool wide = tiles(args) >= 3 * sm_count();
+  if (args.m <= 8) return wide ? 2 : 1;
+  if (args.m <= 16) return wide ? 4 : 2;
+  return 1;
 }
 
 // M = 9..16: gemm_mma on the largest weights and on deep ones (K >= 1.5 N):

@@ -1,7 +1,8 @@
 // tune_mma: a workbench for the launch configurations of the tensor-core
 // kernels (llm.c style): gemv_mma's (tiles per block, warps, steps per chunk,
-// prefetch, min blocks per SM) and gemm_mma's GemmShape (m-tiles per block,
-// weight tiles per warp, warps, pipeline stages), per M. Each variant is
+// prefetch, min blocks per SM), gemm_mma's GemmShape (m-tiles per block,
+// weight tiles per warp, warps, pipeline stages) and gemm_wgmma's (rows per
+// block, stages, stream-K or one block per tile), per M. Each variant is
 // checked against dequantize + cuBLAS, then timed as PERF.md asks (CUDA graph
 // of 20 calls, weights rotated past 3x L2, median of 20 replays). The winners
 // go into src/cuda/dispatch.cu and src/cuda/gemm.cu; docs/cuda.md keeps the table.
@@ -20,6 +21,7 @@
 #include "core/float16.h"
 #include "cuda/cuda_internal.h"
 #include "cuda/gemm_mma.cuh"
+#include "cuda/gemm_wgmma.cuh"
 
 using namespace int4mm;
 using T = __nv_bfloat16;
@@ -39,7 +41,8 @@ struct Operands {
   const uint4* packed;
   const T* sz;
   T* c;
-  float* workspace;  // float32 [m, n] for gemm_mma
+  float* workspace;  // float32 [m, n] for gemm_mma; gemm_wgmma's stream-K uses it too
+  size_t workspace_bytes;
   int m, n, k;
 };
 
@@ -70,6 +73,18 @@ Variant gemm() {
           }};
 }
 
+// gemm_wgmma: stream-K (split tiles meet in the workspace), or one block per tile (direct).
+template <int kTokens, int kStages, bool kDirect>
+Variant wgmma() {
+  char name[96];
+  std::snprintf(name, sizeof name, "wgmma T%d S%d %s", kTokens, kStages, kDirect ? "direct" : "streamk");
+  return {name, [](const Operands& o, cudaStream_t s) {
+            detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, kDirect, o.workspace,
+                o.workspace_bytes, s);
+          }};
+}
+
 // dequantize + cuBLAS with a chunk size (0: the default).
 Variant dequant(int64_t chunk_rows) {
   char name[96];
@@ -84,18 +99,16 @@ Variant dequant(int64_t chunk_rows) {
 
 // The candidates per M.
 std::vector<Variant> variants(int m) {
-  if (m > 256) {
-    return {dequant(0), dequant(1024), dequant(4096), dequant(1 << 30)};
-  }
+  if (m > 256) return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, true>(), dequant(0)};
   if (m <= 8) return {gemv<1, 2, 8, 4, false, 2>(), gemv<1, 1, 8, 4, false, 3>()};
   if (m <= 16) {
-    return {gemv<2, 2, 8, 4, false, 2>(), gemv<2, 4, 8, 2, false, 1>(), gemv<2, 4, 8, 4, false, 1>(),
-            gemm<2, 4, 8, 6>(),           gemm<2, 2, 8, 8>(),           gemm<2, 4, 4, 8>(),
-            gemm<2, 4, 8, 8>()};
+    return {gemv<2, 4, 8, 4, false, 1>(), gemm<2, 2, 8, 8>(), wgmma<16, 8, false>(), wgmma<16, 12, false>()};
   }
-  if (m <= 32) return {gemm<4, 4, 8, 6>(), gemm<4, 2, 8, 8>(), gemm<4, 2, 16, 4>(), gemm<4, 4, 4, 8>()};
-  if (m <= 64) return {gemm<8, 2, 8, 6>(), gemm<8, 1, 16, 4>(), gemm<8, 2, 8, 4>(), gemm<8, 1, 8, 8>()};
-  return {gemm<16, 1, 8, 4>(), gemm<8, 2, 8, 6>(), gemm<16, 1, 4, 4>(), dequant(0)};
+  if (m <= 32) return {gemm<4, 4, 8, 6>(), wgmma<32, 8, false>(), wgmma<32, 6, false>()};
+  if (m <= 64) return {gemm<8, 2, 8, 6>(), wgmma<64, 8, false>(), wgmma<64, 8, true>()};
+  if (m <= 128) return {gemm<8, 2, 8, 6>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>()};
+  return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(),
+          dequant(0)};
 }
 
 int main(int argc, char** argv) {
@@ -150,7 +163,7 @@ int main(int argc, char** argv) {
         }
         auto operands = [&](int copy) {
           return Operands{(const T*)a, (const uint4*)(packed + copy * wbytes), (const T*)(sz + copy * sbytes),
-                          (T*)c, workspace, m, n, k};
+                          (T*)c, workspace, size_t(max_m) * n * 4, m, n, k};
         };
         CHECK(cudaMemset(c, 0xff, ref.size() * 2));
         v.launch(operands(0), stream);

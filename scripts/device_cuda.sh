@@ -30,10 +30,10 @@ if [ "$what" != bench ]; then
   echo "test_cuda exit $?:"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|error" "$OUT/test_cuda.log" | head -30
   ./build-dev/tools/int4mm selftest 2>&1 | grep -E "FAIL|failures" | tail -5
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_mma*' \
+    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_mma*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*:OddShapes/WgmmaConfigs*' \
     >"$OUT/memcheck.log" 2>&1; echo "memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m17_*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m300_*' \
+    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m17_*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m300_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128' \
     >"$OUT/racecheck.log" 2>&1; echo "racecheck exit $?: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)"
 fi
 if [ "$what" = tune ]; then

@@ -282,6 +282,10 @@ std::vector<Record> run_cuda(const Config& config) {
           cu::supports(cu::MmKernel::kGemmMma, args_for(0))) {
         variants.emplace_back("gemm_mma", [&](int i) { cu::mm_with(cu::MmKernel::kGemmMma, args_for(i)); });
       }
+      if (chosen != cu::MmKernel::kGemmWgmma && m >= 16 &&
+          cu::supports(cu::MmKernel::kGemmWgmma, args_for(0))) {
+        variants.emplace_back("gemm_wgmma", [&](int i) { cu::mm_with(cu::MmKernel::kGemmWgmma, args_for(i)); });
+      }
       if (chosen != cu::MmKernel::kGemvMma && m <= 16 &&
           cu::supports(cu::MmKernel::kGemvMma, args_for(0))) {
         variants.emplace_back("gemv_mma", [&](int i) { cu::mm_with(cu::MmKernel::kGemvMma, args_for(i)); });

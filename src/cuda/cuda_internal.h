@@ -20,6 +20,7 @@ enum class MmKernel : int {
   kGemvMma,       // 16-bit activations, M <= 32: tensor-core GEMV (gemv_mma.cuh)
   kGemvSimt,      // float32 activations, M <= 4: CUDA-core GEMV (gemv_simt.cuh)
   kGemmMma,       // 16-bit activations, middle M, group >= 64: tensor-core GEMM (gemm_mma.cuh)
+  kGemmWgmma,     // 16-bit activations, large M, compute capability 9.0: wgmma GEMM (gemm_wgmma.cuh)
   kDequantGemm,   // any M: dequantize to the activation dtype + cuBLAS
 };
 const char* kernel_name(MmKernel kernel);
@@ -34,6 +35,14 @@ MmKernel choose_kernel(const MmArgs& args);
 // dequantized in chunks of chunk_rows rows (<= 0: the default heuristic;
 // rounded to a multiple of 16, balanced over the chunks).
 void dequant_gemm_with(const MmArgs& args, int64_t chunk_rows);
+
+// kGemmWgmma with an explicit configuration, for tests and benchmarks
+// (gemm.cu): activation rows per block (16, 32, 64, 128 or 256: the smallest
+// that holds `tokens`), and one block per tile writing C directly (direct)
+// or stream-K into a float32 workspace.
+void gemm_wgmma_with(const MmArgs& args, int tokens, bool direct);
+// True when the current device runs sm_90a code (compute capability 9.0).
+bool wgmma_available();
 
 // Multiprocessor count of the current device (cached per device).
 int sm_count();

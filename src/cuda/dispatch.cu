@@ -1,25 +1,27 @@
 // The CUDA backend's entry points and its dispatch: which kernel runs for
-// which (dtype, M, alignment). The one table:
+// which (dtype, M, alignment, GPU). The one table:
 //
 //   dtype        M         kernel                               why
 //   fp16/bf16    1..8      gemv_mma<kMTiles = 1>                memory-bound; tensor cores do
 //                          kTiles = 2 when N/16 >= 3 x SMs      the math, weights read once;
 //                          (else 1)                             each activation fragment feeds
 //                                                               kTiles tiles
-//                9..16     gemm_mma where N K >= 2^27, or       gemv_mma re-reads A per block:
-//                          >= 2^25 and K >= 1.5 N; else         at 16 rows that traffic shows
-//                          gemv_mma<2, kTiles = 4 | 2>
-//                17..128   gemm_mma (group >= 64)               one shared activation tile feeds
-//                                                               8 warps; stream-K over the SMs
-//                (group 32: gemv_mma up to M = 32)
-//                129..     dequantize + cuBLAS                  at M = 256 it beats gemm_mma
+//                9..16     gemv_mma<2, kTiles = 4 | 2>, but     gemv_mma re-reads A per block:
+//                          where N K >= 2^27, or >= 2^25 and    at 16 rows that traffic shows
+//                          K >= 1.5 N, as 17.. below
+//                17..      compute capability 9.0:              wgmma (sm_90a): the weights
+//                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
+//                          block; stream-K, or one block        the activations read by the
+//                          per tile when tiles >= 1.5 x slots   tensor cores from shared memory
+//                17..128   other GPUs: gemm_mma (group >= 64;   one shared activation tile feeds
+//                          group 32: gemv_mma up to M = 32)     8 warps; stream-K over the SMs
+//                129..     other GPUs: dequantize + cuBLAS
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
-// The thresholds are the H100 measurements of docs/cuda.md (v4, bench/tune_mma.cu).
+// The thresholds are the H100 measurements of docs/cuda.md (v4, v5; bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
-// TODO(#7): a wgmma (sm_90a) GEMM for M >= 64 to replace mma.sync and dequantize + cuBLAS.
 #include <atomic>
 
 #include "cuda/common.cuh"
@@ -32,6 +34,7 @@ namespace int4mm::detail::cuda {
 
 void dequant_gemm_mm(const MmArgs& args);  // dequant_gemm.cu
 void gemm_mma_mm(const MmArgs& args);      // gemm.cu
+void gemm_wgmma_mm(const MmArgs& args);    // gemm.cu
 
 namespace {
 
@@ -75,9 +78,10 @@ int mma_tiles_per_block(const MmArgs& args) {
   return 1;
 }
 
-// M = 9..16: gemm_mma on the largest weights and on deep ones (K >= 1.5 N):
-// 8192 x 28672, 28672 x 8192 and 14336 x 4096 ran 1.0-1.25x faster in it,
-// 8192 x 8192, 4096 x 14336 and 4096 x 4096 1.1-1.2x slower.
+// M = 9..16: a GEMM (gemm_wgmma, else gemm_mma) on the largest weights and
+// on deep ones (K >= 1.5 N): 8192 x 28672, 28672 x 8192 and 14336 x 4096 ran
+// 1.0-1.25x faster in gemm_mma, 8192 x 8192, 4096 x 14336 and 4096 x 4096
+// 1.1-1.2x slower (v4); gemm_wgmma and gemv_mma tie on 8192 x 8192 (v5).
 bool gemm_for_m16(const MmArgs& args) {
   const int64_t weights = args.n * args.k;
   return weights >= (int64_t(1) << 27) || (weights >= (int64_t(1) << 25) && 2 * args.k >= 3 * args.n);
@@ -154,6 +158,7 @@ const char* kernel_name(MmKernel kernel) {
     case MmKernel::kGemvMma: return "gemv_mma";
     case MmKernel::kGemmMma: return "gemm_mma";
     case MmKernel::kGemvSimt: return "gemv_simt";
+    case MmKernel::kGemmWgmma: return "gemm_wgmma";
     case MmKernel::kDequantGemm: return "dequant_cublas";
   }
   return "unknown";
@@ -173,6 +178,10 @@ bool supports(MmKernel kernel, const MmArgs& args) {
       // 16-byte loads of activation rows; groups end on 64-k steps.
       return int32_sizes && args.dtype != DType::kFloat32 && args.group_size >= 64 &&
              args.lda % 8 == 0 && aligned(args.a, 16) && aligned(args.sz, 4);
+    case MmKernel::kGemmWgmma:
+      // As gemm_mma, any group size; sm_90a code runs on compute capability 9.0 only.
+      return int32_sizes && args.dtype != DType::kFloat32 && args.lda % 8 == 0 &&
+             aligned(args.a, 16) && aligned(args.sz, 4) && wgmma_available();
     case MmKernel::kGemvSimt:
       // float2 loads of activation pairs and scale/zero pairs.
       return int32_sizes && args.dtype == DType::kFloat32 && args.m <= kSimtMaxM &&
@@ -183,7 +192,9 @@ bool supports(MmKernel kernel, const MmArgs& args) {
 
 MmKernel choose_kernel(const MmArgs& args) {
   const bool gemv = args.m <= kGemvLastM || (args.m <= 16 && !gemm_for_m16(args));
-  const MmKernel first = gemv                     ? MmKernel::kGemvMma
+  const MmKernel first = gemv ? MmKernel::kGemvMma
+                         : supports(MmKernel::kGemmWgmma, args)
+                             ? MmKernel::kGemmWgmma
                          : args.m <= kGemmLastM ? MmKernel::kGemmMma
                                                 : MmKernel::kDequantGemm;
   const MmKernel order[] = {first, MmKernel::kGemvMma, MmKernel::kGemvSimt};
@@ -203,6 +214,7 @@ void mm_with(MmKernel kernel, const MmArgs& args) {
     case MmKernel::kGemvMma: gemv_mma(args); break;
     case MmKernel::kGemvSimt: gemv_simt(args); break;
     case MmKernel::kGemmMma: gemm_mma_mm(args); break;
+    case MmKernel::kGemmWgmma: gemm_wgmma_mm(args); break;
     default: dequant_gemm_mm(args); break;
   }
 }

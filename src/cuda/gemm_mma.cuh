@@ -1,4 +1,5 @@
-// gemm_mma: int4 x {fp16, bf16} for any M (dispatched for M = 9..128) on the tensor cores (mma.sync).
+// gemm_mma: int4 x {fp16, bf16} for any M on the tensor cores (mma.sync),
+// dispatched for M = 9..128 on GPUs without wgmma (gemm_wgmma.cuh on Hopper).
 //
 // Where gemv_mma splits K over a block's warps (each warp its own activation
 // slice, fine while A is tiny), this kernel splits N over the warps, so that
@@ -71,16 +72,12 @@ struct GemmShape {
 };
 
 // 16-byte global -> shared copy (dst: a shared-space address), zero-filled
-// where !valid (src-size 0: nothing is read).
+// where !valid (src-size 0: nothing is read). No L2::cache_hint variant:
+// with nvcc 13.0, cp.async with an evict-first createpolicy operand compiled
+// in some kernels to an LDGSTS whose uniform descriptor registers were never
+// written, an illegal instruction on the H100 (docs/cuda.md, v5).
 __device__ __forceinline__ void cp_async_16(uint32_t d, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
-}
-
-// The same for streamed weights, with the L2 evict-first policy.
-__device__ __forceinline__ void cp_async_16_evict_first(uint32_t d, const void* src, bool valid,
-                                                        uint64_t policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(d), "l"(src),
-               "r"(valid ? 16 : 0), "l"(policy));
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
@@ -147,7 +144,6 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   const int steps = k / 64;
   const int tiles = (n + 15) / 16;
   const int blocks_m = (m + kRowsM - 1) / kRowsM;
-  const uint64_t policy = l2_evict_first_policy();
   uint32_t ones[4];
   {
     const uint32_t one = as_u32(T2{T(1.0f), T(1.0f)});
@@ -205,7 +201,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         }
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt) {
-          cp_async_16_evict_first(base + w_dst + nt * 512, w_src[nt] + step * 32, w_ok[nt], policy);
+          cp_async_16(base + w_dst + nt * 512, w_src[nt] + step * 32, w_ok[nt]);
         }
       }
       cp_async_commit();

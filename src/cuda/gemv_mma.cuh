@@ -88,6 +88,14 @@ __device__ __forceinline__ T2 as_pair(uint32_t u) {
   return *reinterpret_cast<T2*>(&u);
 }
 
+// (x & mask) | bits in one LOP3 (the compiler emits an AND and an OR when
+// both constants are immediates).
+__device__ __forceinline__ uint32_t and_or(uint32_t x, uint32_t mask, uint32_t bits) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(bits));
+  return r;
+}
+
 // One packed word (8 nibbles, layout.h order) -> the four A-fragment
 // registers, each two exact values q - 8.
 template <typename T>
@@ -100,17 +108,17 @@ __device__ __forceinline__ void dequant_word(uint32_t x, uint32_t (&frag)[4]) {
     const half2 kSixteenth = __floats2half2_rn(0.0625f, 0.0625f);
     const half2 kHighBias = __floats2half2_rn(-72.0f, -72.0f);     // -(1024/16 + 8)
     const uint32_t y = x >> 8;
-    frag[0] = as_u32(__hsub2(as_pair<half2>((x & 0x000f000fu) | kMagic), kLowBias));
-    frag[1] = as_u32(__hfma2(as_pair<half2>((x & 0x00f000f0u) | kMagic), kSixteenth, kHighBias));
-    frag[2] = as_u32(__hsub2(as_pair<half2>((y & 0x000f000fu) | kMagic), kLowBias));
-    frag[3] = as_u32(__hfma2(as_pair<half2>((y & 0x00f000f0u) | kMagic), kSixteenth, kHighBias));
+    frag[0] = as_u32(__hsub2(as_pair<half2>(and_or(x, 0x000f000fu, kMagic)), kLowBias));
+    frag[1] = as_u32(__hfma2(as_pair<half2>(and_or(x, 0x00f000f0u, kMagic)), kSixteenth, kHighBias));
+    frag[2] = as_u32(__hsub2(as_pair<half2>(and_or(y, 0x000f000fu, kMagic)), kLowBias));
+    frag[3] = as_u32(__hfma2(as_pair<half2>(and_or(y, 0x00f000f0u, kMagic)), kSixteenth, kHighBias));
   } else {
     // bf16 has 7 mantissa bits: only the low nibble position works, so shift.
     constexpr uint32_t kMagic = 0x43004300u;  // bf162(128, 128)
     const __nv_bfloat162 kBias = __floats2bfloat162_rn(136.0f, 136.0f);  // 128 + 8
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      frag[i] = as_u32(__hsub2(as_pair<__nv_bfloat162>(((x >> (4 * i)) & 0x000f000fu) | kMagic), kBias));
+      frag[i] = as_u32(__hsub2(as_pair<__nv_bfloat162>(and_or(x >> (4 * i), 0x000f000fu, kMagic)), kBias));
     }
   }
 }

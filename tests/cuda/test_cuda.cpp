@@ -204,13 +204,52 @@ INSTANTIATE_TEST_SUITE_P(
     OddShapes, CudaKernels,
     ::testing::Combine(
         ::testing::Values(MmKernel::kGemvMma, MmKernel::kGemvSimt, MmKernel::kGemmMma,
-                          MmKernel::kDequantGemm),
+                          MmKernel::kGemmWgmma, MmKernel::kDequantGemm),
         ::testing::Values(Shape{1, 4100, 4160}, Shape{3, 48, 4160}, Shape{4, 1, 64},
                           Shape{8, 19, 256}, Shape{9, 7, 4160}, Shape{17, 48, 512},
                           Shape{32, 99, 96}, Shape{40, 2050, 2048}, Shape{67, 48, 4160},
                           Shape{130, 300, 1024}, Shape{256, 4100, 512}, Shape{300, 520, 320}),
         ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())),
     case_name);
+
+// gemm_wgmma's every configuration (rows per block x stream-K or one block
+// per tile), which dispatch picks by M and shape: odd M, N and K tails, group
+// 32; stream-K splits tiles over blocks (their partials meet in a workspace).
+class WgmmaConfigs : public ::testing::TestWithParam<std::tuple<int, bool, Shape, DType, int64_t>> {};
+
+TEST_P(WgmmaConfigs, MatchOracle) {
+  SKIP_WITHOUT_GPU();
+  const auto [tokens, direct, shape, dtype, group_size] = GetParam();
+  const auto [m, n, k] = shape;
+  if (k % group_size != 0) GTEST_SKIP() << "K=" << k << " is not a multiple of " << group_size;
+  Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(tokens + m * 7 + n * 3 + k));
+  const int64_t ldc = n + (direct ? 8 : 5);  // 16-byte rows: the direct store's vector path
+  GpuProblem gpu(p, ldc);
+  const Options options{Backend::kCuda};
+  const detail::MmArgs args = gpu.args(ldc, options);
+  if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
+    GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+  }
+  detail::cuda::gemm_wgmma_with(args, tokens, direct);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemm_wgmma");
+}
+
+std::string wgmma_case_name(const ::testing::TestParamInfo<WgmmaConfigs::ParamType>& param) {
+  const auto [tokens, direct, shape, dtype, group_size] = param.param;
+  const auto [m, n, k] = shape;
+  return detail::concat("t", tokens, direct ? "_direct" : "_streamk", "_m", m, "_n", n, "_k", k, "_",
+                        dtype_name(dtype), "_g", group_size);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OddShapes, WgmmaConfigs,
+    ::testing::Combine(::testing::Values(16, 32, 64, 128, 256), ::testing::Bool(),
+                       ::testing::Values(Shape{70, 300, 1152}, Shape{300, 4100, 640},
+                                         Shape{5, 136, 96}, Shape{130, 72, 480}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(32), int64_t(128))),
+    wgmma_case_name);
 
 TEST(CudaKernels, PublicApiDispatchesEveryM) {
   SKIP_WITHOUT_GPU();

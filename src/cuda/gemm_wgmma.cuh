@@ -1,0 +1,403 @@
+// gemm_wgmma: int4 x {fp16, bf16} on Hopper's warpgroup MMA (wgmma, sm_90a),
+// dispatched for M >= 17 (9 on large weights) on compute capability 9.0.
+//
+// The weights are wgmma's A operand, dequantized in registers: a warpgroup
+// (4 warps) owns 64 weight rows, each warp one 16-row tile of the CUDA layout
+// (layout.h), whose packed word per k16 already is that warp's A fragment.
+// The activations are the B operand, kTokens rows of A (wgmma's N) read from
+// shared memory by the tensor cores, so one activation tile feeds both
+// warpgroups of a block without passing through registers:
+//
+//   block:     128 weight rows (2 warpgroups) x kTokens activation rows
+//   per step:  64 k; A [kTokens][64] (128-byte rows, 128B-swizzled: the
+//              wgmma descriptor's K-major layout), the 8 tiles' 4 KB of
+//              weights and the step's scale/zero pairs -> one shared stage
+//              by cp.async, kStages - 2 steps ahead
+//   per k16:   dequantize one word (8 weights) per thread into registers,
+//              w = (q - 8) * scale + zero, rounded once to T; issue
+//              m64n{kTokens}k16 and keep one wgmma in flight while the next
+//              fragment is dequantized
+//
+// Why kStages - 2: the fragment registers and the stage a wgmma reads must
+// stay untouched until it completes. Each warp waits for all but its last
+// wgmma after issuing one; so when every thread reaches the barrier of step
+// s, the wgmmas of step s - 2 are complete, and its stage can be refilled.
+//
+// Numerics: each weight is rounded to T before the product, as the
+// dequantize + cuBLAS path this kernel replaces does (gemv_mma and gemm_mma
+// keep q - 8 exact and fold scale and zero in float32 instead; the wgmma
+// accumulators cannot be folded per group without stalling the pipeline).
+// Products accumulate in float32; C is rounded once.
+//
+// Work split, like gemm_mma: units (n-block, m-block, 64-k step), step
+// fastest; stream-K over a persistent grid, each block's run of units cut
+// into segments at tile boundaries. A segment that is a whole tile writes C
+// directly (through shared memory, 16-byte rows); the blocks sharing a split
+// tile (at most 2 segments per block: its first and last) leave float32
+// partials in the workspace and the last to arrive adds them up and writes
+// C: no zeroed float32 C, no conversion kernel. With many tiles, one block
+// per tile (nothing split) is the other choice (dispatch: gemm.cu).
+//
+// Limitations:
+//   1. sm_90a only (dispatch checks compute capability 9.0; the sm_80 build
+//      of this kernel is empty).
+//   2. A rows 16-byte aligned (lda % 8 == 0, base aligned): 16-byte copies.
+//      scales_and_zeros 4-byte aligned.
+//   3. Tokens past M are computed on zeros (kTokens = 64 at M = 40 wastes 38%).
+//   4. cp.async without an L2 evict-first hint (see cp_async_16).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+
+#include "cuda/cuda_internal.h"
+#include "cuda/gemm_mma.cuh"
+#include "cuda/gemv_mma.cuh"
+#include "cuda/wgmma.cuh"
+
+namespace int4mm::detail::cuda {
+
+// Block geometry and shared-memory plan of one gemm_wgmma configuration.
+template <int kTokens_, int kStages_, int kGroupSize>
+struct WgmmaPlan {
+  static constexpr int kTokens = kTokens_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kThreads = 256;   // 2 warpgroups
+  static constexpr int kRowsN = 128;     // 8 weight tiles, one per warp
+  static constexpr int kSzGroups = kGroupSize >= 64 ? 1 : 64 / kGroupSize;  // groups per step
+  static constexpr int kABytes = kTokens * 128;           // a multiple of 1024: swizzle atoms
+  static constexpr int kWBytes = 8 * 512;
+  static constexpr int kSzBytes = kSzGroups * kRowsN * 4;
+  static constexpr int kStageBytes = (kABytes + kWBytes + kSzBytes + 1023) / 1024 * 1024;
+  static constexpr int kOutStride = kRowsN + 8;           // staged C row, in elements: 16 bytes of pad
+  static constexpr int kOutBytes = kTokens * kOutStride * 2;
+  // + 1024: the stages start at the first 1024-aligned shared address.
+  static constexpr int kSmemBytes = std::max(kStages * kStageBytes, kOutBytes) + 1024;
+  static_assert(kTokens % 16 == 0 && kTokens <= 256, "wgmma N: 16..256");
+  static_assert(kStages >= 3, "one stage read, one draining, one filling");
+  static_assert(kSzGroups * kRowsN <= kThreads, "one scale/zero copy per thread");
+};
+
+// Shared-memory descriptor of a K-major B tile with 128-byte rows, 128B
+// swizzle, 8-row groups 1024 bytes apart (PTX ISA, "Matrix Descriptor Format").
+__device__ __forceinline__ uint64_t sw128_descriptor(uint32_t address) {
+  return uint64_t((address & 0x3ffff) >> 4)  // start address
+         | uint64_t(1) << 16                 // leading byte offset: unused with swizzle
+         | uint64_t(1024 >> 4) << 32         // stride byte offset: next 8 rows
+         | uint64_t(1) << 62;                // 128B swizzle
+}
+
+// 4-byte global -> shared copy, zero-filled where !valid.
+__device__ __forceinline__ void cp_async_4(uint32_t d, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(valid ? 4 : 0));
+}
+
+// Makes this thread's completed cp.async writes visible to the tensor cores
+// (the async proxy), before the barrier that publishes them.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(INT4MM_WGMMA)
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+
+template <typename T,      // half or __nv_bfloat16
+          int kGroupSize,  // 32..256
+          int kTokens,     // activation rows per block (wgmma N)
+          int kStages>     // shared stages of 64 k
+__global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
+    gemm_wgmma_kernel(const T* __restrict__ a,          // [m, k], row stride lda
+                      int64_t lda,
+                      const uint4* __restrict__ packed,  // layout.h
+                      const T* __restrict__ sz,          // [k / kGroupSize, n, 2]
+                      T* __restrict__ c,                 // [m, n], row stride ldc
+                      int64_t ldc,
+                      int* __restrict__ arrivals,        // [tiles], zeroed (split tiles only)
+                      float4* __restrict__ partials,     // [grid][2][kTokens / 8][256] (split tiles only)
+                      int m, int n, int k, int64_t units, bool vector_c) {
+#if defined(INT4MM_WGMMA)
+  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize>;
+  using T2 = typename Pair<T>::type;
+  constexpr int kThreads = Plan::kThreads;
+  constexpr int kStageBytes = Plan::kStageBytes;
+  constexpr int kACopies = (kTokens * 8 + kThreads - 1) / kThreads;  // 16-byte A copies per thread per step
+  constexpr int kAcc = kTokens / 2;                 // float32 accumulators per thread
+  constexpr int kRaster = 4;                        // m-blocks side by side in the tile order
+
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t smem_raw_address = uint32_t(__cvta_generic_to_shared(smem_raw));
+  const uint32_t smem = (smem_raw_address + 1023) & ~1023u;
+  uint8_t* const smem_ptr = smem_raw + (smem - smem_raw_address);
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;  // = the block's weight tile; warp % 4 = its rows in the warpgroup
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  const int steps = (k + 63) / 64;
+  const int groups = k / kGroupSize;
+  const int tiles = (n + 15) / 16;
+  const int blocks_n = (n + Plan::kRowsN - 1) / Plan::kRowsN;
+  const int blocks_m = (m + kTokens - 1) / kTokens;
+
+  const int64_t u_end = units * (blockIdx.x + 1) / gridDim.x;
+  for (int64_t u = units * blockIdx.x / gridDim.x; u < u_end;) {
+    // One segment: steps [s_begin, s_end) of tile `pair`. Tiles run in
+    // groups of kRaster m-blocks, n-blocks outer: a wave of blocks shares
+    // a few activation row blocks and many weight blocks in L2.
+    const int64_t pair = u / steps;
+    const int s_begin = int(u % steps);
+    const int s_end = int(std::min<int64_t>(steps, s_begin + (u_end - u)));
+    u += s_end - s_begin;
+    const int64_t per_group = int64_t(kRaster) * blocks_n;
+    const int first_m = int(pair / per_group) * kRaster;
+    const int group_m = std::min(kRaster, blocks_m - first_m);
+    const int64_t local = pair % per_group;
+    const int m0 = (first_m + int(local % group_m)) * kTokens;
+    const int nb = int(local / group_m);
+    const int row0 = nb * Plan::kRowsN;
+
+    // This thread's copies, set up once per segment (zero-filled where the
+    // row, tile or group does not exist: those weights come out as 0).
+    // fetch() is called for consecutive steps, so the sources advance by one
+    // step per call instead of being recomputed. Copy i of A: row
+    // tid / 8 + 32 i, 16-byte chunk tid % 8 of the step's 128-byte row.
+    const int a_chunk = tid & 7;
+    const T* a_src[kACopies];
+    bool a_ok[kACopies];
+#pragma unroll
+    for (int i = 0; i < kACopies; ++i) {
+      const int row = (tid >> 3) + i * (kThreads / 8);
+      a_ok[i] = m0 + row < m;
+      a_src[i] = a + int64_t(a_ok[i] ? m0 + row : 0) * lda + int64_t(s_begin) * 64 + a_chunk * 8;
+    }
+    // Rows 32 apart share their swizzle phase (row % 8).
+    const uint32_t a_dst = uint32_t((tid >> 3) * 128 + ((a_chunk ^ ((tid >> 3) & 7)) << 4));
+    int a_k = s_begin * 64 + a_chunk * 8;  // this thread's first k of the next fetch
+    const bool w_ok = nb * 8 + warp < tiles;
+    const uint4* w_src = packed + (int64_t(w_ok ? nb * 8 + warp : 0) * steps + s_begin) * 32 + lane;
+    const uint32_t w_dst = uint32_t(Plan::kABytes + tid * 16);
+    // Scale/zero pairs: thread tid < 128 x kSzGroups copies row tid % 128 of
+    // group sz_group, the step's (group 32: its first or second group).
+    constexpr int kStepsPerGroup = kGroupSize >= 64 ? kGroupSize / 64 : 1;
+    const bool sz_copier = tid < Plan::kSzGroups * Plan::kRowsN;
+    const int sz_row = row0 + (tid & (Plan::kRowsN - 1));
+    int sz_group = kGroupSize >= 64 ? s_begin / kStepsPerGroup : s_begin * Plan::kSzGroups + tid / Plan::kRowsN;
+    const T* sz_src = sz + (int64_t(sz_group) * n + sz_row) * 2;
+    const uint32_t sz_dst = uint32_t(Plan::kABytes + Plan::kWBytes + tid * 4);
+
+    auto fetch = [&](int step, int stage) {
+      if (step < s_end) {
+        const uint32_t base = smem + uint32_t(stage * kStageBytes);
+        const bool k_ok = a_k < k;  // K % 64 == 32 (group 32): the last step's second half is zero
+#pragma unroll
+        for (int i = 0; i < kACopies; ++i) {
+          if ((kTokens * 8) % kThreads == 0 || tid + i * kThreads < kTokens * 8) {
+            cp_async_16(base + a_dst + i * (kThreads / 8) * 128, a_src[i], a_ok[i] && k_ok);
+          }
+          a_src[i] += 64;
+        }
+        a_k += 64;
+        cp_async_16(base + w_dst, w_src, w_ok);
+        w_src += 32;
+        if (sz_copier) {
+          const bool ok = sz_row < n && sz_group < groups;
+          cp_async_4(base + sz_dst, ok ? sz_src : sz, ok);
+          if ((step + 1) % kStepsPerGroup == 0) {  // the next step starts a group (or two)
+            sz_group += Plan::kSzGroups;
+            sz_src += int64_t(Plan::kSzGroups) * n * 2;
+          }
+        }
+      }
+      cp_async_commit();
+    };
+
+    float acc[kAcc];
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
+
+    // One step: dequantize its 4 fragments into `frag` (free: the wgmmas that
+    // read it two steps ago are done), then 4 wgmmas as one group; wait for
+    // all but this group.
+    int read_stage = 0, write_stage = kStages - 2;
+    auto run_step = [&](int step, uint32_t (&frag)[4][4]) {
+      cp_async_wait<kStages - 3>();
+      fence_proxy_async_shared();
+      __syncthreads();  // this step's stage is complete; step - 2's wgmmas are done
+      fetch(step + kStages - 2, write_stage);
+      write_stage = write_stage == kStages - 1 ? 0 : write_stage + 1;
+      const uint32_t base = smem + uint32_t(read_stage * kStageBytes);
+      const uint8_t* const base_ptr = smem_ptr + read_stage * kStageBytes;
+      read_stage = read_stage == kStages - 1 ? 0 : read_stage + 1;
+
+      const uint4 w = reinterpret_cast<const uint4*>(base_ptr + Plan::kABytes)[tid];
+      const T2* const sz_stage = reinterpret_cast<const T2*>(base_ptr + Plan::kABytes + Plan::kWBytes);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        // Scale and zero of rows g and g + 8 of this warp's tile, as pairs.
+        const int sub = kGroupSize >= 64 ? 0 : j * 16 / kGroupSize;
+        const T2 lo = sz_stage[sub * Plan::kRowsN + warp * 16 + g];
+        const T2 hi = sz_stage[sub * Plan::kRowsN + warp * 16 + g + 8];
+        const T2 scale[2] = {T2{lo.x, lo.x}, T2{hi.x, hi.x}};
+        const T2 zero[2] = {T2{lo.y, lo.y}, T2{hi.y, hi.y}};
+        dequant_word<T>(word_of(w, j), frag[j]);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {  // register r holds row g (r even) or g + 8 (r odd)
+          frag[j][r] = as_u32(__hfma2(as_pair<T2>(frag[j][r]), scale[r & 1], zero[r & 1]));
+          fence_operand(frag[j][r]);
+        }
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < 4; ++j) Wgmma<T, kTokens>::mma(acc, frag[j], sw128_descriptor(base + j * 32));
+      wgmma_commit();
+      wgmma_wait<1>();
+    };
+
+#pragma unroll
+    for (int s = 0; s < kStages - 2; ++s) fetch(s_begin + s, s);
+    uint32_t frag_even[4][4], frag_odd[4][4];  // two buffers: a register array takes no runtime index
+    int step = s_begin;
+    for (; step + 1 < s_end; step += 2) {
+      run_step(step, frag_even);
+      run_step(step + 1, frag_odd);
+    }
+    if (step < s_end) run_step(step, frag_even);
+    wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
+    cp_async_wait<0>();
+
+    // A tile split over blocks: each adds up in the last of them to arrive.
+    // Every block stores its partial accumulators (slot 0: its first
+    // segment, slot 1: its last), then counts itself in; the last one reads
+    // the others' slots into its registers and writes C.
+    const int64_t tile_begin = pair * steps;  // the tile's first unit
+    if (s_end - s_begin < steps) {
+      const int64_t grid = gridDim.x;
+      auto slot_of = [&](int64_t block) {  // the slot where `block` keeps its part of this tile
+        return partials + ((block * 2 + (units * block / grid >= tile_begin ? 0 : 1)) * (kAcc / 4)) * kThreads + tid;
+      };
+      float4* const mine = slot_of(blockIdx.x);
+#pragma unroll
+      for (int i = 0; i < kAcc / 4; ++i) {
+        mine[i * kThreads] = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+      }
+      __threadfence();
+      __syncthreads();
+      // Blocks owning the tile's units: block b owns units [b U / G, (b + 1) U / G).
+      auto owner = [&](int64_t unit) { return ((unit + 1) * grid - 1) / units; };
+      const int64_t first = owner(tile_begin), last = owner(tile_begin + steps - 1);
+      __shared__ bool finisher;
+      if (tid == 0) finisher = atomicAdd(arrivals + pair, 1) == int(last - first);
+      __syncthreads();
+      if (!finisher) {
+        continue;  // the stages are free: the barrier above followed the last read
+      }
+      __threadfence();
+      for (int64_t block = first; block <= last; ++block) {
+        if (block == blockIdx.x) continue;
+        const float4* const theirs = slot_of(block);
+#pragma unroll
+        for (int i = 0; i < kAcc / 4; ++i) {
+          const float4 v = __ldcg(theirs + i * kThreads);
+          acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+        }
+      }
+    }
+
+    // C through shared memory (the stages are free once every warp is
+    // here), then 16-byte stores along N. Accumulator i: weight row (tile
+    // row) g + 8 ((i / 2) % 2), token 8 (i / 4) + 2 t + i % 2.
+    const int row_g = (warp & 3) * 16 + g + (warp >> 2) * 64;  // the block's row of acc[0]
+    __syncthreads();
+    T* const staged = reinterpret_cast<T*>(smem_ptr);
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) {
+      const int row = row_g + ((i >> 1) & 1) * 8;
+      const int token = (i >> 2) * 8 + 2 * t + (i & 1);
+      staged[token * Plan::kOutStride + row] = from_float<T>(acc[i]);
+    }
+    __syncthreads();
+    constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks per token row
+    for (int idx = tid; idx < kTokens * kChunks; idx += kThreads) {
+      const int token = idx / kChunks, chunk = idx % kChunks;
+      const int row = row0 + chunk * 8;
+      if (m0 + token >= m || row >= n) continue;
+      const T* src = staged + token * Plan::kOutStride + chunk * 8;
+      T* dst = c + int64_t(m0 + token) * ldc + row;
+      if (vector_c && row + 8 <= n) {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int e = 0; e < 8 && row + e < n; ++e) dst[e] = src[e];
+      }
+    }
+    __syncthreads();  // the next segment refills the stages
+  }
+#endif  // INT4MM_WGMMA
+}
+
+// Bytes of the workspace a stream-K launch of `grid` blocks over `tiles`
+// tiles needs: the arrival counters, then two partial-C slots per block.
+template <int kTokens>
+size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
+  const size_t counters = (size_t(tiles) * sizeof(int) + 255) / 256 * 256;
+  return counters + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
+}
+
+// Host side: one gemm_wgmma call. Stream-K over a persistent grid (as many
+// blocks as fit at once, at most one per two units), or one block per tile
+// (one_block_per_tile: no tile is split, no workspace). The workspace comes
+// from the caller (workspace_bytes at least wgmma_workspace_bytes) or, when
+// it passes none, from the stream's memory pool.
+template <typename T, int kGroupSize, int kTokens, int kStages>
+void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc,
+                       int m, int n, int k, bool one_block_per_tile, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream) {
+  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize>;
+  auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages>;
+  // Per device: the shared-memory opt-in (above 48 KB it must be asked for)
+  // and the blocks per SM it allows.
+  static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+  const int blocks_per_sm = cached_per_device(occupancy, [&](int) {
+    INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan::kSmemBytes));
+    int blocks = 0;
+    INT4MM_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Plan::kThreads, Plan::kSmemBytes));
+    return std::max(blocks, 1);
+  });
+  const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
+  const int64_t steps = (int64_t(k) + 63) / 64;
+  const int64_t units = tiles * steps;
+  if (units == 0) return;
+  const int64_t grid = one_block_per_tile
+                           ? tiles
+                           : std::max<int64_t>(1, std::min<int64_t>(int64_t(sm_count()) * blocks_per_sm, units / 2));
+  const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
+  auto run = [&](void* space) {
+    int* const arrivals = static_cast<int*>(space);
+    float4* const partials = reinterpret_cast<float4*>(
+        static_cast<uint8_t*>(space) + (size_t(tiles) * sizeof(int) + 255) / 256 * 256);
+    if (grid != tiles) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
+    kernel<<<unsigned(grid), Plan::kThreads, Plan::kSmemBytes, stream>>>(
+        a, lda, static_cast<const uint4*>(packed), sz, c, ldc, arrivals, partials, m, n, k, units, vector_c);
+    INT4MM_CUDA_CHECK_LAUNCH("gemm_wgmma_kernel");
+  };
+  const size_t needed = wgmma_workspace_bytes<kTokens>(grid, tiles);
+  if (grid == tiles) {
+    run(nullptr);  // every segment is a whole tile
+  } else if (workspace != nullptr && workspace_bytes >= needed) {
+    run(workspace);
+  } else {
+    void* space = nullptr;
+    INT4MM_CUDA_CHECK(cudaMallocAsync(&space, needed, stream));
+    try {
+      run(space);
+    } catch (...) {
+      cudaFreeAsync(space, stream);
+      throw;
+    }
+    INT4MM_CUDA_CHECK(cudaFreeAsync(space, stream));
+  }
+}
+
+}  // namespace int4mm::detail::cuda

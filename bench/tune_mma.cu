@@ -99,14 +99,12 @@ Variant dequant(int64_t chunk_rows) {
 
 // The candidates per M.
 std::vector<Variant> variants(int m) {
-  if (m > 256) return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, true>(), dequant(0)};
+  if (m > 256) return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), dequant(0)};
   if (m <= 8) return {gemv<1, 2, 8, 4, false, 2>(), gemv<1, 1, 8, 4, false, 3>()};
-  if (m <= 16) {
-    return {gemv<2, 4, 8, 4, false, 1>(), gemm<2, 2, 8, 8>(), wgmma<16, 8, false>(), wgmma<16, 12, false>()};
-  }
-  if (m <= 32) return {gemm<4, 4, 8, 6>(), wgmma<32, 8, false>(), wgmma<32, 6, false>()};
-  if (m <= 64) return {gemm<8, 2, 8, 6>(), wgmma<64, 8, false>(), wgmma<64, 8, true>()};
-  if (m <= 128) return {gemm<8, 2, 8, 6>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>()};
+  if (m <= 16) return {gemv<2, 4, 8, 4, false, 1>(), wgmma<16, 8, false>(), wgmma<16, 8, true>()};
+  if (m <= 32) return {gemv<4, 1, 8, 4, false, 1>(), wgmma<32, 8, false>(), wgmma<32, 8, true>()};
+  if (m <= 64) return {wgmma<64, 8, false>(), wgmma<64, 8, true>(), dequant(0)};
+  if (m <= 128) return {wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>(), dequant(0)};
   return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(),
           dequant(0)};
 }

@@ -3,7 +3,8 @@
 # the CUDA bench and PyTorch's tinygemm on the same shapes. Run through the
 # device tool from the repo root, carrying .devdeps (see docs/cuda.md):
 #   bash scripts/device_cuda.sh [build|test|bench|tune|all]
-# Results land in $OUT (bench-*.json, logs).
+# Results land in $OUT (bench-*.json, logs). Variables: DTYPES, SHAPES, MS,
+# GROUP_SIZES (group sizes timed beside 128), SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY.
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}
@@ -29,11 +30,13 @@ if [ "$what" != bench ]; then
   ./build-dev/tests/cuda/test_cuda --gtest_brief=1 > "$OUT/test_cuda.log" 2>&1
   echo "test_cuda exit $?:"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|error" "$OUT/test_cuda.log" | head -30
   ./build-dev/tools/int4mm selftest 2>&1 | grep -E "FAIL|failures" | tail -5
-  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_mma*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*:OddShapes/WgmmaConfigs*' \
+  # Sanitizers over every kernel the dispatch uses on this GPU, on a subset of
+  # the shapes (memcheck runs each test 10-100x slower).
+  timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
+    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*bfloat16*:OddShapes/WgmmaConfigs*_g32' \
     >"$OUT/memcheck.log" 2>&1; echo "memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
-  timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m17_*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m300_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128' \
+  timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
+    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128:OddShapes/WgmmaConfigs.MatchOracle/*_m300_*float16_g32' \
     >"$OUT/racecheck.log" 2>&1; echo "racecheck exit $?: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)"
 fi
 if [ "$what" = tune ]; then
@@ -51,6 +54,12 @@ if [ "$what" != test ]; then
     ./build-dev/tools/int4mm bench --backend cuda --shapes "$shapes" --m "$dtype_ms" --dtype "$dtype" \
       --json "$OUT/bench-$dtype.json" > "$OUT/bench-$dtype.txt" 2>&1
     echo "== $dtype"; cat "$OUT/bench-$dtype.txt" | cut -c1-170
+  done
+  # Group sizes against group 128 at the ends of the M range (GROUP_SIZES="" skips).
+  for group in ${GROUP_SIZES-32 64 256}; do
+    ./build-dev/tools/int4mm bench --backend cuda --shapes "${GROUP_SHAPES:-8192x28672,8192x8192}" --m 1,4096 \
+      --dtype bf16 --group-size "$group" --json "$OUT/bench-g$group.json" > "$OUT/bench-g$group.txt" 2>&1
+    echo "== bf16 group $group"; cut -c1-170 "$OUT/bench-g$group.txt"
   done
   [ -n "${SKIP_TORCH:-}" ] || PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes "$shapes" --m "$ms" \
     --json "$OUT/torch.json" 2>&1 | tee "$OUT/torch.txt"

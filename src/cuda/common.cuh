@@ -84,6 +84,21 @@ int cached_per_device(std::atomic<int> (&cache)[kMaxCachedDevices], F&& query) {
   return value;
 }
 
+// Calls body(p) with `bytes` of device memory from the stream's memory pool,
+// freed (stream-ordered) once body has queued its work, also when it throws.
+template <typename F>
+void with_stream_memory(size_t bytes, cudaStream_t stream, F&& body) {
+  void* memory = nullptr;
+  INT4MM_CUDA_CHECK(cudaMallocAsync(&memory, bytes, stream));
+  try {
+    body(memory);
+  } catch (...) {
+    cudaFreeAsync(memory, stream);
+    throw;
+  }
+  INT4MM_CUDA_CHECK(cudaFreeAsync(memory, stream));
+}
+
 // Element type <-> its packed pair, for the 16-bit activation dtypes.
 template <typename T>
 struct Pair;

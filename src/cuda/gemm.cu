@@ -1,6 +1,6 @@
-// Host side of gemm_mma (gemm_mma.cuh) and gemm_wgmma (gemm_wgmma.cuh): the
-// launch configuration per M and the float32 workspace that the stream-K
-// segments add into.
+// Host side of gemm_mma (gemm_mma.cuh: its float32 workspace, which the
+// stream-K segments add into) and gemm_wgmma (gemm_wgmma.cuh): the launch
+// configuration per M and shape.
 #include "cuda/common.cuh"
 #include "cuda/cuda_internal.h"
 #include "cuda/gemm_mma.cuh"
@@ -59,23 +59,8 @@ void run_wgmma(const MmArgs& args, int tokens, bool one_block_per_tile, cudaStre
   }
 }
 
-// A float32 [m, n] workspace on the call's stream, freed after `body` has
-// queued its kernels (stream-ordered), also when it throws.
-template <typename F>
-void with_workspace(const MmArgs& args, cudaStream_t stream, F&& body) {
-  float* workspace = nullptr;
-  INT4MM_CUDA_CHECK(
-      cudaMallocAsync(reinterpret_cast<void**>(&workspace), size_t(args.m * args.n) * sizeof(float), stream));
-  try {
-    body(workspace);
-  } catch (...) {
-    cudaFreeAsync(workspace, stream);
-    throw;
-  }
-  INT4MM_CUDA_CHECK(cudaFreeAsync(workspace, stream));
-}
-
-// Calls f.template operator()<T, kGroup>() for a 16-bit dtype and the group size.
+// Calls f(T{}, std::integral_constant<int, kGroup>{}) for a 16-bit dtype (not
+// for float32) and the group size.
 template <typename F>
 void dispatch_half_types(const MmArgs& args, F&& f) {
   dispatch_float(args.dtype, [&](auto tag) {
@@ -90,7 +75,8 @@ void dispatch_half_types(const MmArgs& args, F&& f) {
 
 void gemm_mma_mm(const MmArgs& args) {
   const cudaStream_t stream = stream_of(*args.options);
-  with_workspace(args, stream, [&](float* workspace) {
+  with_stream_memory(size_t(args.m * args.n) * sizeof(float), stream, [&](void* memory) {
+    const auto workspace = static_cast<float*>(memory);
     dispatch_half_types(args, [&](auto tag, auto group) {
       constexpr int kGroup = decltype(group)::value;
       if constexpr (kGroup >= 64) run<decltype(tag), kGroup>(args, workspace, stream);
@@ -115,17 +101,19 @@ void gemm_wgmma_with(const MmArgs& args, int tokens, bool direct) {
 }
 
 void gemm_wgmma_mm(const MmArgs& args) {
-  // Rows per block: the smallest that holds M, 256 beyond. One block per
-  // tile where the tiles make about 2 waves or more (stream-K's blocks,
-  // spread over all tiles at once, would share little in L2 and pay for
-  // their split tiles), and on short K where one wave holds every tile;
-  // stream-K elsewhere (docs/cuda.md, v5).
+  // Rows per block: the smallest that holds M, 256 beyond.
   const int tokens = args.m <= 16 ? 16 : args.m <= 32 ? 32 : args.m <= 64 ? 64 : args.m <= 128 ? 128 : 256;
+  // One block per tile where whole waves of tiles keep >= 90% of the SMs
+  // busy (or >= 80% on K <= 4096, where stream-K's split tiles cost most);
+  // elsewhere the persistent grid, whose last partial wave is stream-K
+  // (docs/cuda.md, v5: stream-K blocks start their tiles at different k, so
+  // on large activations they share less in L2).
   const int64_t tiles = (args.n + 127) / 128 * ((args.m + tokens - 1) / tokens);
   const int64_t sms = sm_count();
   const int64_t slots = sms * (tokens <= 64 ? 2 : 1);  // blocks per SM: launch bounds and registers
-  const bool short_k = args.k <= 4096 && tiles <= slots;
-  gemm_wgmma_with(args, tokens, 10 * tiles >= 19 * sms || short_k);
+  const double busy = tiles <= sms ? double(tiles) / double(sms)
+                                   : double(tiles) / double((tiles + slots - 1) / slots * slots);
+  gemm_wgmma_with(args, tokens, busy >= 0.9 || (args.k <= 4096 && tiles <= slots && busy >= 0.8));
 }
 
 }  // namespace int4mm::detail::cuda

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
                       int64_t ldc,
                       int* __restrict__ arrivals,        // [tiles], zeroed (split tiles only)
                       float4* __restrict__ partials,     // [grid][2][kTokens / 8][256] (split tiles only)
-                      int m, int n, int k, int64_t units, bool vector_c) {
+                      int m, int n, int k, int64_t dp_tiles, bool vector_c) {
 #if defined(INT4MM_WGMMA)
   using Plan = WgmmaPlan<kTokens, kStages, kGroupSize>;
   using T2 = typename Pair<T>::type;
@@ -135,19 +135,34 @@ __global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
   const int t = lane & 3;
   const int steps = (k + 63) / 64;
   const int groups = k / kGroupSize;
-  const int tiles = (n + 15) / 16;
+  const int weight_tiles = (n + 15) / 16;
   const int blocks_n = (n + Plan::kRowsN - 1) / Plan::kRowsN;
   const int blocks_m = (m + kTokens - 1) / kTokens;
 
-  const int64_t u_end = units * (blockIdx.x + 1) / gridDim.x;
-  for (int64_t u = units * blockIdx.x / gridDim.x; u < u_end;) {
-    // One segment: steps [s_begin, s_end) of tile `pair`. Tiles run in
-    // groups of kRaster m-blocks, n-blocks outer: a wave of blocks shares
-    // a few activation row blocks and many weight blocks in L2.
-    const int64_t pair = u / steps;
-    const int s_begin = int(u % steps);
-    const int s_end = int(std::min<int64_t>(steps, s_begin + (u_end - u)));
-    u += s_end - s_begin;
+  // Tiles [0, dp_tiles) data-parallel: block b takes b, b + G, ... (G =
+  // gridDim.x), whole. The rest stream-K: their units (64-k steps, step
+  // fastest) split evenly, block b taking units [b U / G, (b + 1) U / G).
+  // Tiles run in groups of kRaster m-blocks, n-blocks outer: the tiles in
+  // flight at once share a few activation row blocks and many weight blocks
+  // in L2.
+  const int64_t grid = gridDim.x;
+  const int64_t units = (int64_t(blocks_n) * blocks_m - dp_tiles) * steps;  // stream-K units
+  int64_t next_dp = blockIdx.x;
+  int64_t u = units * blockIdx.x / grid;
+  const int64_t u_end = units * (blockIdx.x + 1) / grid;
+  while (next_dp < dp_tiles || u < u_end) {
+    // One segment: steps [s_begin, s_end) of tile `pair`.
+    int64_t pair;
+    int s_begin = 0, s_end = steps;
+    if (next_dp < dp_tiles) {
+      pair = next_dp;
+      next_dp += grid;
+    } else {
+      pair = dp_tiles + u / steps;
+      s_begin = int(u % steps);
+      s_end = int(std::min<int64_t>(steps, s_begin + (u_end - u)));
+      u += s_end - s_begin;
+    }
     const int64_t per_group = int64_t(kRaster) * blocks_n;
     const int first_m = int(pair / per_group) * kRaster;
     const int group_m = std::min(kRaster, blocks_m - first_m);
@@ -173,7 +188,7 @@ __global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
     // Rows 32 apart share their swizzle phase (row % 8).
     const uint32_t a_dst = uint32_t((tid >> 3) * 128 + ((a_chunk ^ ((tid >> 3) & 7)) << 4));
     int a_k = s_begin * 64 + a_chunk * 8;  // this thread's first k of the next fetch
-    const bool w_ok = nb * 8 + warp < tiles;
+    const bool w_ok = nb * 8 + warp < weight_tiles;
     const uint4* w_src = packed + (int64_t(w_ok ? nb * 8 + warp : 0) * steps + s_begin) * 32 + lane;
     const uint32_t w_dst = uint32_t(Plan::kABytes + tid * 16);
     // Scale/zero pairs: thread tid < 128 x kSzGroups copies row tid % 128 of
@@ -271,9 +286,8 @@ __global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
     // Every block stores its partial accumulators (slot 0: its first
     // segment, slot 1: its last), then counts itself in; the last one reads
     // the others' slots into its registers and writes C.
-    const int64_t tile_begin = pair * steps;  // the tile's first unit
+    const int64_t tile_begin = (pair - dp_tiles) * steps;  // the tile's first stream-K unit
     if (s_end - s_begin < steps) {
-      const int64_t grid = gridDim.x;
       auto slot_of = [&](int64_t block) {  // the slot where `block` keeps its part of this tile
         return partials + ((block * 2 + (units * block / grid >= tile_begin ? 0 : 1)) * (kAcc / 4)) * kThreads + tid;
       };
@@ -284,7 +298,7 @@ __global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
       }
       __threadfence();
       __syncthreads();
-      // Blocks owning the tile's units: block b owns units [b U / G, (b + 1) U / G).
+      // Blocks owning the tile's units (each owns at least 2: launch_gemm_wgmma).
       auto owner = [&](int64_t unit) { return ((unit + 1) * grid - 1) / units; };
       const int64_t first = owner(tile_begin), last = owner(tile_begin + steps - 1);
       __shared__ bool finisher;
@@ -344,11 +358,12 @@ size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
   return counters + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
 }
 
-// Host side: one gemm_wgmma call. Stream-K over a persistent grid (as many
-// blocks as fit at once, at most one per two units), or one block per tile
-// (one_block_per_tile: no tile is split, no workspace). The workspace comes
-// from the caller (workspace_bytes at least wgmma_workspace_bytes) or, when
-// it passes none, from the stream's memory pool.
+// Host side: one gemm_wgmma call. A persistent grid (as many blocks as fit
+// at once): whole waves of tiles data-parallel, the last partial wave
+// stream-K (every block at least 2 units); or one block per tile
+// (one_block_per_tile: nothing split, no workspace). The workspace comes from
+// the caller (workspace_bytes at least wgmma_workspace_bytes) or, when it
+// passes none, from the stream's memory pool.
 template <typename T, int kGroupSize, int kTokens, int kStages>
 void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc,
                        int m, int n, int k, bool one_block_per_tile, void* workspace, size_t workspace_bytes,
@@ -367,36 +382,34 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   });
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const int64_t steps = (int64_t(k) + 63) / 64;
-  const int64_t units = tiles * steps;
-  if (units == 0) return;
-  const int64_t grid = one_block_per_tile
-                           ? tiles
-                           : std::max<int64_t>(1, std::min<int64_t>(int64_t(sm_count()) * blocks_per_sm, units / 2));
+  if (tiles * steps == 0) return;
+  int64_t grid = tiles, dp_tiles = tiles;
+  if (!one_block_per_tile) {
+    grid = std::max<int64_t>(1, std::min<int64_t>(int64_t(sm_count()) * blocks_per_sm, tiles * steps / 2));
+    dp_tiles = tiles / grid * grid;
+    if (dp_tiles < tiles && (tiles - dp_tiles) * steps < 2 * grid) {
+      dp_tiles = std::max<int64_t>(0, dp_tiles - grid);  // too few stream-K units: one wave fewer
+    }
+    grid = std::max<int64_t>(1, std::min<int64_t>(grid, (tiles - dp_tiles) * steps / 2 + (dp_tiles > 0 ? grid : 0)));
+  }
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   auto run = [&](void* space) {
     int* const arrivals = static_cast<int*>(space);
-    float4* const partials = reinterpret_cast<float4*>(
-        static_cast<uint8_t*>(space) + (size_t(tiles) * sizeof(int) + 255) / 256 * 256);
-    if (grid != tiles) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
+    float4* const partials = space == nullptr ? nullptr
+                                              : reinterpret_cast<float4*>(static_cast<uint8_t*>(space) +
+                                                                          (size_t(tiles) * sizeof(int) + 255) / 256 * 256);
+    if (space != nullptr) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
     kernel<<<unsigned(grid), Plan::kThreads, Plan::kSmemBytes, stream>>>(
-        a, lda, static_cast<const uint4*>(packed), sz, c, ldc, arrivals, partials, m, n, k, units, vector_c);
+        a, lda, static_cast<const uint4*>(packed), sz, c, ldc, arrivals, partials, m, n, k, dp_tiles, vector_c);
     INT4MM_CUDA_CHECK_LAUNCH("gemm_wgmma_kernel");
   };
   const size_t needed = wgmma_workspace_bytes<kTokens>(grid, tiles);
-  if (grid == tiles) {
+  if (dp_tiles == tiles) {
     run(nullptr);  // every segment is a whole tile
   } else if (workspace != nullptr && workspace_bytes >= needed) {
     run(workspace);
   } else {
-    void* space = nullptr;
-    INT4MM_CUDA_CHECK(cudaMallocAsync(&space, needed, stream));
-    try {
-      run(space);
-    } catch (...) {
-      cudaFreeAsync(space, stream);
-      throw;
-    }
-    INT4MM_CUDA_CHECK(cudaFreeAsync(space, stream));
+    with_stream_memory(needed, stream, run);
   }
 }
 

@@ -13,15 +13,16 @@
 //              wgmma descriptor's K-major layout), the 8 tiles' 4 KB of
 //              weights and the step's scale/zero pairs -> one shared stage
 //              by cp.async, kStages - 2 steps ahead
-//   per k16:   dequantize one word (8 weights) per thread into registers,
-//              w = (q - 8) * scale + zero, rounded once to T; issue
-//              m64n{kTokens}k16 and keep one wgmma in flight while the next
-//              fragment is dequantized
+//   per step:  each thread dequantizes 4 words (8 weights each, one per
+//              k16) into one of two register buffers, w = (q - 8) * scale
+//              + zero, rounded once to T; then 4 m64n{kTokens}k16 wgmmas as
+//              one group, and a wait for all groups but that one, so the
+//              tensor cores work on one step while the next is dequantized
 //
 // Why kStages - 2: the fragment registers and the stage a wgmma reads must
-// stay untouched until it completes. Each warp waits for all but its last
-// wgmma after issuing one; so when every thread reaches the barrier of step
-// s, the wgmmas of step s - 2 are complete, and its stage can be refilled.
+// stay untouched until it completes. When every thread reaches the barrier
+// of step s, each has waited for the groups of steps <= s - 2, so that
+// stage can be refilled, and so can the register buffer step s uses.
 //
 // Numerics: each weight is rounded to T before the product, as the
 // dequantize + cuBLAS path this kernel replaces does (gemv_mma and gemm_mma
@@ -29,14 +30,15 @@
 // accumulators cannot be folded per group without stalling the pipeline).
 // Products accumulate in float32; C is rounded once.
 //
-// Work split, like gemm_mma: units (n-block, m-block, 64-k step), step
-// fastest; stream-K over a persistent grid, each block's run of units cut
-// into segments at tile boundaries. A segment that is a whole tile writes C
-// directly (through shared memory, 16-byte rows); the blocks sharing a split
-// tile (at most 2 segments per block: its first and last) leave float32
-// partials in the workspace and the last to arrive adds them up and writes
-// C: no zeroed float32 C, no conversion kernel. With many tiles, one block
-// per tile (nothing split) is the other choice (dispatch: gemm.cu).
+// Work split: tiles of (128 weight rows, kTokens activation rows); a
+// persistent grid takes whole waves of tiles data-parallel and splits the
+// last partial wave stream-K, in units of 64-k steps, step fastest (each
+// block's run of units cut into segments at tile boundaries). A segment that
+// is a whole tile writes C directly (through shared memory, 16-byte rows);
+// the blocks sharing a split tile (at most 2 segments per block: its first
+// and last) leave float32 partials in the workspace and the last to arrive
+// adds them up and writes C: no zeroed float32 C, no conversion kernel. One
+// block per tile (nothing split) is the other choice (dispatch: gemm.cu).
 //
 // Limitations:
 //   1. sm_90a only (dispatch checks compute capability 9.0; the sm_80 build

@@ -11,8 +11,9 @@
 //                          K >= 1.5 N, as 17.. below
 //                17..      compute capability 9.0:              wgmma (sm_90a): the weights
 //                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
-//                          block; stream-K, or one block        the activations read by the
-//                          per tile when tiles >= 1.5 x slots   tensor cores from shared memory
+//                          block; whole waves of tiles, last    the activations read by the
+//                          wave stream-K (or one block per      tensor cores from shared memory
+//                          tile: rule in gemm.cu)
 //                17..128   other GPUs: gemm_mma (group >= 64;   one shared activation tile feeds
 //                          group 32: gemv_mma up to M = 32)     8 warps; stream-K over the SMs
 //                129..     other GPUs: dequantize + cuBLAS

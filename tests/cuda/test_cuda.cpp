@@ -212,9 +212,10 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())),
     case_name);
 
-// gemm_wgmma's every configuration (rows per block x stream-K or one block
-// per tile), which dispatch picks by M and shape: odd M, N and K tails, group
-// 32; stream-K splits tiles over blocks (their partials meet in a workspace).
+// gemm_wgmma's every configuration (rows per block x persistent grid with a
+// stream-K last wave, or one block per tile), which dispatch picks by M and
+// shape: odd M, N and K tails, group 32; stream-K splits tiles over blocks
+// (their partials meet in a workspace).
 class WgmmaConfigs : public ::testing::TestWithParam<std::tuple<int, bool, Shape, DType, int64_t>> {};
 
 TEST_P(WgmmaConfigs, MatchOracle) {
@@ -223,7 +224,8 @@ TEST_P(WgmmaConfigs, MatchOracle) {
   const auto [m, n, k] = shape;
   if (k % group_size != 0) GTEST_SKIP() << "K=" << k << " is not a multiple of " << group_size;
   Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(tokens + m * 7 + n * 3 + k));
-  const int64_t ldc = n + (direct ? 8 : 5);  // 16-byte rows: the direct store's vector path
+  // C's 16-byte store path needs ldc % 8 == 0: n + 8 takes it where N % 8 == 0, n + 5 never.
+  const int64_t ldc = n + (direct ? 8 : 5);
   GpuProblem gpu(p, ldc);
   const Options options{Backend::kCuda};
   const detail::MmArgs args = gpu.args(ldc, options);

@@ -84,6 +84,23 @@ int cached_per_device(std::atomic<int> (&cache)[kMaxCachedDevices], F&& query) {
   return value;
 }
 
+// Blocks of `kernel` resident per SM with `threads` threads and `smem` bytes
+// of dynamic shared memory (at least 1), asked once per device: `cache` is
+// the caller's static array, one per kernel. A kernel with dynamic shared
+// memory is first allowed that much (above 48 KB it must be asked for).
+template <typename Kernel>
+int resident_blocks_per_sm(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int threads,
+                           int smem) {
+  return cached_per_device(cache, [&](int) {
+    if (smem > 0) {
+      INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    }
+    int blocks = 0;
+    INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem));
+    return blocks > 1 ? blocks : 1;
+  });
+}
+
 // Calls body(p) with `bytes` of device memory from the stream's memory pool,
 // freed (stream-ordered) once body has queued its work, also when it throws.
 template <typename F>

@@ -267,12 +267,7 @@ void launch_dequantize(const uint8_t* packed, const TS* sz, TW* w, int64_t ldw, 
                        int64_t k, int64_t group_size, int64_t row_begin, int64_t row_end,
                        cudaStream_t stream) {
   static std::atomic<int> resident_cache[kMaxCachedDevices] = {};
-  const int resident = cached_per_device(resident_cache, [](int) {
-    int blocks = 0;
-    INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &blocks, dequantize_kernel<TW, TS>, kDequantThreads, 0));
-    return std::max(blocks, 1);
-  });
+  const int resident = resident_blocks_per_sm(resident_cache, dequantize_kernel<TW, TS>, kDequantThreads, 0);
   // One warp per unit at least, and no more blocks than are resident at once
   // (every warp then loops over its units: no second, partial wave).
   const int64_t units = (row_end - row_begin + 15) / 16 * ((k + 63) / 64);

@@ -110,7 +110,7 @@ void gemm_wgmma_mm(const MmArgs& args) {
   // on large activations they share less in L2).
   const int64_t tiles = (args.n + 127) / 128 * ((args.m + tokens - 1) / tokens);
   const int64_t sms = sm_count();
-  const int64_t slots = sms * (tokens <= 64 ? 2 : 1);  // blocks per SM: launch bounds and registers
+  const int64_t slots = sms * wgmma_min_blocks(tokens);
   const double busy = tiles <= sms ? double(tiles) / double(sms)
                                    : double(tiles) / double((tiles + slots - 1) / slots * slots);
   gemm_wgmma_with(args, tokens, busy >= 0.9 || (args.k <= 4096 && tiles <= slots && busy >= 0.8));

@@ -336,15 +336,8 @@ void launch_gemm_mma(const T* a, int64_t lda, const void* packed, const T* sz, T
                      int m, int n, int k, float* workspace, cudaStream_t stream) {
   auto kernel = gemm_mma_kernel<T, kGroupSize, Shape>;
   constexpr int kSmem = Shape::template smem_bytes<T>();
-  // Per device: the shared-memory opt-in (above 48 KB it must be asked for)
-  // and the occupancy it allows, set up on a device's first call.
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
-  const int blocks_per_sm = cached_per_device(occupancy, [&](int) {
-    INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    int blocks = 0;
-    INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Shape::kThreads, kSmem));
-    return std::max(blocks, 1);
-  });
+  const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Shape::kThreads, kSmem);
   const int64_t blocks_n = (int64_t(n) + Shape::kRowsN - 1) / Shape::kRowsN;
   const int64_t blocks_m = (int64_t(m) + Shape::kRowsM - 1) / Shape::kRowsM;
   const int64_t units = blocks_n * blocks_m * (k / 64);

@@ -80,6 +80,10 @@ struct WgmmaPlan {
   static_assert(kSzGroups * kRowsN <= kThreads, "one scale/zero copy per thread");
 };
 
+// Blocks per SM that gemm_wgmma's launch bounds ask registers for: two up to
+// 64 activation rows (128 registers a thread), one above.
+constexpr int wgmma_min_blocks(int tokens) { return tokens <= 64 ? 2 : 1; }
+
 // Shared-memory descriptor of a K-major B tile with 128-byte rows, 128B
 // swizzle, 8-row groups 1024 bytes apart (PTX ISA, "Matrix Descriptor Format").
 __device__ __forceinline__ uint64_t sw128_descriptor(uint32_t address) {
@@ -106,7 +110,7 @@ template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
           int kTokens,     // activation rows per block (wgmma N)
           int kStages>     // shared stages of 64 k
-__global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
+__global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     gemm_wgmma_kernel(const T* __restrict__ a,          // [m, k], row stride lda
                       int64_t lda,
                       const uint4* __restrict__ packed,  // layout.h
@@ -352,12 +356,12 @@ __global__ void __launch_bounds__(256, kTokens <= 64 ? 2 : 1)
 #endif  // INT4MM_WGMMA
 }
 
-// Bytes of the workspace a stream-K launch of `grid` blocks over `tiles`
-// tiles needs: the arrival counters, then two partial-C slots per block.
+// The workspace of a stream-K launch of `grid` blocks over `tiles` tiles:
+// the arrival counters (padded to 256 bytes), then two partial-C slots per block.
+inline size_t wgmma_counter_bytes(int64_t tiles) { return (size_t(tiles) * sizeof(int) + 255) / 256 * 256; }
 template <int kTokens>
 size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
-  const size_t counters = (size_t(tiles) * sizeof(int) + 255) / 256 * 256;
-  return counters + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
+  return wgmma_counter_bytes(tiles) + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
 }
 
 // Host side: one gemm_wgmma call. A persistent grid (as many blocks as fit
@@ -372,16 +376,8 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
                        cudaStream_t stream) {
   using Plan = WgmmaPlan<kTokens, kStages, kGroupSize>;
   auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages>;
-  // Per device: the shared-memory opt-in (above 48 KB it must be asked for)
-  // and the blocks per SM it allows.
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
-  const int blocks_per_sm = cached_per_device(occupancy, [&](int) {
-    INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan::kSmemBytes));
-    int blocks = 0;
-    INT4MM_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Plan::kThreads, Plan::kSmemBytes));
-    return std::max(blocks, 1);
-  });
+  const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const int64_t steps = (int64_t(k) + 63) / 64;
   if (tiles * steps == 0) return;
@@ -397,9 +393,9 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   auto run = [&](void* space) {
     int* const arrivals = static_cast<int*>(space);
-    float4* const partials = space == nullptr ? nullptr
-                                              : reinterpret_cast<float4*>(static_cast<uint8_t*>(space) +
-                                                                          (size_t(tiles) * sizeof(int) + 255) / 256 * 256);
+    float4* const partials =
+        space == nullptr ? nullptr
+                         : reinterpret_cast<float4*>(static_cast<uint8_t*>(space) + wgmma_counter_bytes(tiles));
     if (space != nullptr) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
     kernel<<<unsigned(grid), Plan::kThreads, Plan::kSmemBytes, stream>>>(
         a, lda, static_cast<const uint4*>(packed), sz, c, ldc, arrivals, partials, m, n, k, dp_tiles, vector_c);

@@ -7,12 +7,14 @@
 // of 20 calls, weights rotated past 3x L2, median of 20 replays). The winners
 // go into src/cuda/dispatch.cu and src/cuda/gemm.cu; docs/cuda.md keeps the table.
 //
-//   build-dev/bench/int4mm_tune_mma [KxN,...] [variant name part | -part]      (bf16, group 128)
+//   build-dev/bench/int4mm_tune_mma [KxN,...] [variant name part | -part] [group size] [M,M,...]
+// (bf16; group 128 and M = 8 .. 4096 by default; other group sizes time gemv_mma only)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -25,7 +27,7 @@
 
 using namespace int4mm;
 using T = __nv_bfloat16;
-constexpr int kGroup = 128;
+constexpr int kGroup = 128;  // of the GEMM variants
 
 #define CHECK(call)                                                          \
   do {                                                                       \
@@ -43,7 +45,7 @@ struct Operands {
   T* c;
   float* workspace;  // float32 [m, n] for gemm_mma; gemm_wgmma's stream-K uses it too
   size_t workspace_bytes;
-  int m, n, k;
+  int m, n, k, group;
 };
 
 struct Variant {
@@ -51,14 +53,14 @@ struct Variant {
   std::function<void(const Operands&, cudaStream_t)> launch;
 };
 
-template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kPrefetch, int kMinBlocks>
+template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kPrefetch, int kMinBlocks, int kGroupSize = 128>
 Variant gemv() {
   char name[96];
-  std::snprintf(name, sizeof name, "gemv T%d W%d S%d %s B%d", kTiles, kWarps, kSteps,
+  std::snprintf(name, sizeof name, "gemv M%d T%d W%d S%d %s B%d", kMTiles, kTiles, kWarps, kSteps,
                 kPrefetch ? "pf" : "--", kMinBlocks);
   return {name, [](const Operands& o, cudaStream_t s) {
             const int blocks = ((o.n + 15) / 16 + kTiles - 1) / kTiles;
-            detail::cuda::gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kPrefetch, kMinBlocks>
+            detail::cuda::gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kPrefetch, kMinBlocks>
                 <<<blocks, kWarps * 32, 0, s>>>(o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k);
           }};
 }
@@ -92,16 +94,47 @@ Variant dequant(int64_t chunk_rows) {
   return {name, [chunk_rows](const Operands& o, cudaStream_t s) {
             const Options options{Backend::kCuda, s};
             const detail::MmArgs args{DType::kBFloat16, o.a, o.k, reinterpret_cast<const uint8_t*>(o.packed),
-                                      o.sz, o.c, o.n, o.m, o.n, o.k, kGroup, &options};
+                                      o.sz, o.c, o.n, o.m, o.n, o.k, o.group, &options};
             detail::cuda::dequant_gemm_with(args, chunk_rows);
           }};
 }
 
 // The candidates per M.
-std::vector<Variant> variants(int m) {
+// gemv_mma per group size (whose scale/zero pairs take registers, and so
+// occupancy, per chunk): one m-tile up to M = 8, two up to 16.
+template <int kG>
+std::vector<Variant> gemv_variants(int m) {
+  std::vector<Variant> v;
+  if (m <= 8) {
+    v = {gemv<1, 2, 8, 4, false, 2, kG>(), gemv<1, 1, 8, 4, false, 3, kG>()};
+    if constexpr (kG <= 128) {  // chunks of 2 steps hold whole groups
+      v.push_back(gemv<1, 2, 8, 2, false, 2, kG>());
+      v.push_back(gemv<1, 2, 8, 2, false, 3, kG>());
+      v.push_back(gemv<1, 4, 8, 2, false, 2, kG>());
+      v.push_back(gemv<1, 1, 8, 2, false, 3, kG>());
+    }
+  } else if (m <= 16) {
+    v = {gemv<2, 4, 8, 4, false, 1, kG>(), gemv<2, 2, 8, 4, false, 1, kG>()};
+    if constexpr (kG <= 128) {
+      v.push_back(gemv<2, 2, 8, 2, false, 2, kG>());
+      v.push_back(gemv<2, 4, 8, 2, false, 1, kG>());
+    }
+  }
+  return v;
+}
+
+std::vector<Variant> variants(int m, int group) {
+  if (group != kGroup) {
+    return group == 32 ? gemv_variants<32>(m) : group == 64 ? gemv_variants<64>(m) : gemv_variants<256>(m);
+  }
   if (m > 256) return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), dequant(0)};
-  if (m <= 8) return {gemv<1, 2, 8, 4, false, 2>(), gemv<1, 1, 8, 4, false, 3>()};
-  if (m <= 16) return {gemv<2, 4, 8, 4, false, 1>(), wgmma<16, 8, false>(), wgmma<16, 8, true>()};
+  if (m <= 8) return gemv_variants<kGroup>(m);
+  if (m <= 16) {
+    std::vector<Variant> v = gemv_variants<kGroup>(m);
+    v.push_back(wgmma<16, 8, false>());
+    v.push_back(wgmma<16, 8, true>());
+    return v;
+  }
   if (m <= 32) return {gemv<4, 1, 8, 4, false, 1>(), wgmma<32, 8, false>(), wgmma<32, 8, true>()};
   if (m <= 64) return {wgmma<64, 8, false>(), wgmma<64, 8, true>(), dequant(0)};
   if (m <= 128) return {wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>(), dequant(0)};
@@ -116,7 +149,26 @@ int main(int argc, char** argv) {
   CHECK(cudaStreamCreate(&stream));
   std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 14336}, {8192, 8192}, {8192, 28672},
                                              {28672, 8192}};
-  const char* filter = argc > 2 ? argv[2] : nullptr;  // variant name part; "-part": all others
+  const char* filter = argc > 2 && argv[2][0] != '\0' ? argv[2] : nullptr;  // variant name part; "-part": all others
+  const int group = argc > 3 ? std::atoi(argv[3]) : kGroup;
+  if (group != 32 && group != 64 && group != 128 && group != 256) {
+    std::fprintf(stderr, "group size must be 32, 64, 128 or 256, got %s\n", argv[3]);
+    return 1;
+  }
+  std::vector<int> ms = {8, 16, 32, 64, 128, 256, 1024, 4096};
+  if (argc > 4) {
+    ms.clear();
+    for (const char* s = argv[4]; *s != '\0';) {
+      char* end = nullptr;
+      const long m = std::strtol(s, &end, 10);
+      if (end == s || m < 1 || m > 4096) {
+        std::fprintf(stderr, "M list must be integers 1..4096 separated by commas, got %s\n", argv[4]);
+        return 1;
+      }
+      ms.push_back(int(m));
+      s = *end == ',' ? end + 1 : end;
+    }
+  }
   if (argc > 1 && argv[1][0] != '\0') {  // "KxN,KxN,..."
     shapes.clear();
     int k = 0, n = 0, used = 0;
@@ -129,7 +181,7 @@ int main(int argc, char** argv) {
   std::printf("%-24s %6s %6s %4s %9s %9s %9s\n", "variant", "K", "N", "M", "time us", "TB/s", "TFLOP/s");
   for (const auto& shape : shapes) {
     const int k = shape.first, n = shape.second;
-    const bench::HostProblem p = bench::make_problem(max_m, n, k, kGroup, DType::kBFloat16);
+    const bench::HostProblem p = bench::make_problem(max_m, n, k, group, DType::kBFloat16);
     const PackedShape ps = packed_shape(Backend::kCuda, n, k);
     const size_t wbytes = size_t(ps.rows * ps.cols), sbytes = p.sz.size();
     const int copies = int(std::ceil(3.0 * props.l2CacheSize / double(wbytes + sbytes))) + 1;
@@ -149,19 +201,19 @@ int main(int argc, char** argv) {
       if (i) CHECK(cudaMemcpy(packed + i * wbytes, packed, wbytes, cudaMemcpyDeviceToDevice));
       CHECK(cudaMemcpy(sz + i * sbytes, p.sz.data(), sbytes, cudaMemcpyHostToDevice));
     }
-    for (int m : {8, 16, 32, 64, 128, 256, 1024, 4096}) {
+    for (int m : ms) {
       const Options options{Backend::kCuda, stream};
-      detail::MmArgs args{DType::kBFloat16, a, k, packed, sz, c_ref, n, m, n, k, kGroup, &options};
+      detail::MmArgs args{DType::kBFloat16, a, k, packed, sz, c_ref, n, m, n, k, group, &options};
       detail::cuda::mm_with(detail::cuda::MmKernel::kDequantGemm, args);
       std::vector<uint16_t> ref(size_t(m) * n), got(ref.size());
       CHECK(cudaMemcpy(ref.data(), c_ref, ref.size() * 2, cudaMemcpyDeviceToHost));
-      for (const Variant& v : variants(m)) {
+      for (const Variant& v : variants(m, group)) {
         if (filter != nullptr && (filter[0] == '-') == (v.name.find(filter + (filter[0] == '-')) != std::string::npos)) {
           continue;
         }
         auto operands = [&](int copy) {
           return Operands{(const T*)a, (const uint4*)(packed + copy * wbytes), (const T*)(sz + copy * sbytes),
-                          (T*)c, workspace, size_t(max_m) * n * 4, m, n, k};
+                          (T*)c, workspace, size_t(max_m) * n * 4, m, n, k, group};
         };
         CHECK(cudaMemset(c, 0xff, ref.size() * 2));
         v.launch(operands(0), stream);

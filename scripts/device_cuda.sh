@@ -4,7 +4,9 @@
 # device tool from the repo root, carrying .devdeps (see docs/cuda.md):
 #   bash scripts/device_cuda.sh [build|test|bench|tune|all]
 # Results land in $OUT (bench-*.json, logs). Variables: DTYPES, SHAPES, MS,
-# GROUP_SIZES (group sizes timed beside 128), SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY.
+# GROUP_SIZES (group sizes timed beside 128), SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY,
+# SANITIZE=0 (tests without compute-sanitizer: a call's 10 minutes hold
+# either the sanitizers or the tune run, not both).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}
@@ -23,20 +25,23 @@ cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DINT4MM_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a" >/tmp/configure.log 2>&1 ||
   { tail -30 /tmp/configure.log; exit 1; }
 # Logs stay out of $OUT unless they failed: the device tool returns 8 files at most.
-ninja -C build-dev >/tmp/build.log 2>&1 || { grep -E "error|FAILED" /tmp/build.log | head -40; exit 1; }
+# The CUDA targets only (the CPU tests run in CI).
+ninja -C build-dev test_cuda int4mm_cli int4mm_tune_mma >/tmp/build.log 2>&1 || { grep -E "error|FAILED" /tmp/build.log | head -40; exit 1; }
 [ "$what" = build ] && exit 0
 
 if [ "$what" != bench ]; then
   ./build-dev/tests/cuda/test_cuda --gtest_brief=1 > "$OUT/test_cuda.log" 2>&1
   echo "test_cuda exit $?:"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|error" "$OUT/test_cuda.log" | head -30
   ./build-dev/tools/int4mm selftest 2>&1 | grep -E "FAIL|failures" | tail -5
+fi
+if [ "$what" != bench ] && [ "${SANITIZE:-1}" != 0 ]; then
   # Sanitizers over every kernel the dispatch uses on this GPU, on a subset of
   # the shapes (memcheck runs each test 10-100x slower).
-  timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*bfloat16*:OddShapes/WgmmaConfigs*_g32' \
+  timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
+    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*bfloat16*:OddShapes/WgmmaConfigs*_g32:OddShapes/GemvShapes*' \
     >"$OUT/memcheck.log" 2>&1; echo "memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
   timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128:OddShapes/WgmmaConfigs.MatchOracle/*_m300_*float16_g32' \
+    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128:OddShapes/WgmmaConfigs.MatchOracle/*_m300_*float16_g32:OddShapes/GemvShapes.MatchOracle/*_m13_*' \
     >"$OUT/racecheck.log" 2>&1; echo "racecheck exit $?: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)"
 fi
 if [ "$what" = tune ]; then

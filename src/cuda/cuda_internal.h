@@ -36,6 +36,11 @@ MmKernel choose_kernel(const MmArgs& args);
 // rounded to a multiple of 16, balanced over the chunks).
 void dequant_gemm_with(const MmArgs& args, int64_t chunk_rows);
 
+// kGemvMma with an explicit shape, for tests and benchmarks (dispatch.cu):
+// 16-row weight tiles per block (1, 2 or 4 up to M = 8; 2 or 4 up to 16; 1
+// up to 32) and 64-k steps per chunk (2 or 4, holding whole groups).
+void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps);
+
 // kGemmWgmma with an explicit configuration, for tests and benchmarks
 // (gemm.cu): activation rows per block (16, 32, 64, 128 or 256: the smallest
 // that holds `tokens`), and one block per tile writing C directly (direct)

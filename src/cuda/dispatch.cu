@@ -2,9 +2,9 @@
 // which (dtype, M, alignment, GPU). The one table:
 //
 //   dtype        M         kernel                               why
-//   fp16/bf16    1..8      gemv_mma<kMTiles = 1>                memory-bound; tensor cores do
-//                          kTiles = 2 when N/16 >= 3 x SMs      the math, weights read once;
-//                          (else 1)                             each activation fragment feeds
+//   fp16/bf16    1..8      gemv_mma<kMTiles = 1>, tiles per     memory-bound; tensor cores do
+//                          block and steps per chunk by M,      the math, weights read once;
+//                          N and group (gemv_shape)             each activation fragment feeds
 //                                                               kTiles tiles
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, but     gemv_mma re-reads A per block:
 //                          where N K >= 2^27, or >= 2^25 and    at 16 rows that traffic shows
@@ -20,7 +20,7 @@
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
-// The thresholds are the H100 measurements of docs/cuda.md (v4, v5; bench/tune_mma.cu).
+// The thresholds are the H100 measurements of docs/cuda.md (v4, v5, v6; bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
 #include <atomic>
@@ -44,7 +44,7 @@ namespace {
 // no register double buffer (it cost more occupancy than it hid latency), and
 // register caps that keep 3 blocks (1 tile) or 2 blocks (2 tiles) per SM.
 constexpr int kGemvWarps = 8;
-constexpr int kGemvSteps = 4;
+constexpr int kGemvSteps = 4;  // gemv_simt's; gemv_mma's per call (gemv_shape)
 constexpr int64_t kMmaMaxM = 32;
 constexpr int64_t kSimtMaxM = 4;
 constexpr int64_t kGemvLastM = 8;    // gemv_mma up to this M everywhere ...
@@ -69,14 +69,32 @@ int sm_count() {
 
 namespace {
 
-// Tiles per block of gemv_mma (each activation fragment feeds that many
-// mmas): more where N/16 >= 3 x SMs still leaves enough blocks; at M = 9..16
-// more everywhere, since each block re-reads A (docs/cuda.md, v4).
-int mma_tiles_per_block(const MmArgs& args) {
-  const bool wide = tiles(args) >= 3 * sm_count();
-  if (args.m <= 8) return wide ? 2 : 1;
-  if (args.m <= 16) return wide ? 4 : 2;
-  return 1;
+// gemv_mma's shape per call: 16-row tiles per block (each activation
+// fragment feeds that many mmas, and each block reads A once) and 64-k steps
+// per chunk (each warp's loads in flight; smaller chunks leave registers for
+// more blocks per SM). Chosen with bench/tune_mma.cu on an H100 (docs/cuda.md,
+// v2, v4, v6): "wide" is N/16 >= 3 x SMs.
+//   M 1..4    2 tiles where wide, else 1; 2 steps (4 for group 256: a chunk
+//             holds whole groups)
+//   M 5..8    4 tiles where N/16 >= 4 x SMs and group 128, 2 where wide,
+//             else 1; 2 steps with 4 tiles or group <= 64, else 4
+//   M 9..16   4 tiles where wide and group >= 64, else 2; 2 steps (group 256: 4)
+//   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
+struct GemvShape {
+  int tiles, steps;
+};
+
+GemvShape gemv_shape(const MmArgs& args) {
+  const int64_t sms = sm_count();
+  const bool wide = tiles(args) >= 3 * sms;
+  const int short_steps = args.group_size <= 128 ? 2 : 4;
+  if (args.m <= 4) return {wide ? 2 : 1, short_steps};
+  if (args.m <= 8) {
+    if (tiles(args) >= 4 * sms && args.group_size == 128) return {4, 2};
+    return {wide ? 2 : 1, args.group_size <= 64 ? 2 : 4};
+  }
+  if (args.m <= 16) return {wide && args.group_size >= 64 ? 4 : 2, short_steps};
+  return {1, 4};
 }
 
 // M = 9..16: a GEMM (gemm_wgmma, else gemm_mma) on the largest weights and
@@ -88,16 +106,17 @@ bool gemm_for_m16(const MmArgs& args) {
   return weights >= (int64_t(1) << 27) || (weights >= (int64_t(1) << 25) && 2 * args.k >= 3 * args.n);
 }
 
-template <typename T, int kGroup, int kMTiles, int kTiles>
+template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   const int blocks = (tiles(args) + kTiles - 1) / kTiles;
-  // The largest occupancy each shape fits without (more than a few bytes of)
-  // spills; group 32 holds 8 groups' scale/zero pairs per chunk in registers.
+  // Blocks per SM the registers must allow: the most each shape fits
+  // without spills on sm_90a, or the faster of two that do (v6).
   constexpr int kFragments = kTiles * kMTiles;
-  constexpr int kMinBlocks = kFragments == 1 ? (kGroup >= 64 ? 3 : 2)
-                             : kFragments == 2 && kGroup >= 64 ? 2
-                                                               : 1;
-  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kGemvWarps, kGemvSteps, false, kMinBlocks>
+  constexpr int kMinBlocks = kFragments == 1                                       ? 3
+                             : kMTiles == 1 && kTiles == 2 && kSteps == 2 && kGroup == 128 ? 3
+                             : kMTiles == 1 || (kFragments == 4 && kSteps == 2)    ? 2
+                                                                                   : 1;
+  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kGemvWarps, kSteps, false, kMinBlocks>
       <<<blocks, kGemvWarps * 32, 0, stream>>>(
           static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
           static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m),
@@ -114,22 +133,32 @@ void launch_simt(const MmArgs& args, cudaStream_t stream) {
   INT4MM_CUDA_CHECK_LAUNCH("gemv_simt_kernel");
 }
 
-void gemv_mma(const MmArgs& args) {
+void gemv_mma(const MmArgs& args, const GemvShape& shape) {
   const cudaStream_t stream = stream_of(*args.options);
   dispatch_group_size(args.group_size, [&](auto group) {
     constexpr int kGroup = decltype(group)::value;
     auto run = [&](auto tag) {
       using T = decltype(tag);
       if constexpr (!std::is_same_v<T, float>) {
-        const int tiles_per_block = mma_tiles_per_block(args);
+        auto launch = [&](auto m_tiles, auto tiles) {
+          constexpr int kMTiles = decltype(m_tiles)::value, kTiles = decltype(tiles)::value;
+          if constexpr (kGroup <= 128) {
+            if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);
+          }
+          launch_mma<T, kGroup, kMTiles, kTiles, 4>(args, stream);
+        };
+        using std::integral_constant;
+        using One = integral_constant<int, 1>;
+        using Two = integral_constant<int, 2>;
+        using Four = integral_constant<int, 4>;
         if (args.m <= 8) {
-          tiles_per_block == 2 ? launch_mma<T, kGroup, 1, 2>(args, stream)
-                               : launch_mma<T, kGroup, 1, 1>(args, stream);
+          shape.tiles == 4   ? launch(One{}, Four{})
+          : shape.tiles == 2 ? launch(One{}, Two{})
+                             : launch(One{}, One{});
         } else if (args.m <= 16) {
-          tiles_per_block == 4 ? launch_mma<T, kGroup, 2, 4>(args, stream)
-                               : launch_mma<T, kGroup, 2, 2>(args, stream);
+          shape.tiles == 4 ? launch(Two{}, Four{}) : launch(Two{}, Two{});
         } else {
-          launch_mma<T, kGroup, 4, 1>(args, stream);
+          launch(Four{}, One{});
         }
       }
     };
@@ -212,7 +241,7 @@ void mm_with(MmKernel kernel, const MmArgs& args) {
          " dtype=", dtype_name(args.dtype), " lda=", args.lda);
   }
   switch (kernel) {
-    case MmKernel::kGemvMma: gemv_mma(args); break;
+    case MmKernel::kGemvMma: gemv_mma(args, gemv_shape(args)); break;
     case MmKernel::kGemvSimt: gemv_simt(args); break;
     case MmKernel::kGemmMma: gemm_mma_mm(args); break;
     case MmKernel::kGemmWgmma: gemm_wgmma_mm(args); break;
@@ -241,6 +270,21 @@ bool available() {
     return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
   }();
   return present;
+}
+
+void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps) {
+  const int t = tiles_per_block;
+  const bool tiles_ok = args.m <= 8 ? t == 1 || t == 2 || t == 4 : args.m <= 16 ? t == 2 || t == 4 : t == 1;
+  if (!tiles_ok || (steps != 2 && steps != 4) || steps * 64 % args.group_size != 0) {
+    fail("gemv_mma_with", "no kernel for tiles_per_block=", t, ", steps=", steps, " at M=", args.m,
+         ", group_size=", args.group_size,
+         " (tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32; steps 2 or 4, whole groups)");
+  }
+  if (!supports(MmKernel::kGemvMma, args)) {
+    fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),
+         " lda=", args.lda);
+  }
+  gemv_mma(args, {t, steps});
 }
 
 }  // namespace int4mm::detail::cuda

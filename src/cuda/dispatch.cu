@@ -74,11 +74,13 @@ namespace {
 // per chunk (each warp's loads in flight; smaller chunks leave registers for
 // more blocks per SM). Chosen with bench/tune_mma.cu on an H100 (docs/cuda.md,
 // v2, v4, v6): "wide" is N/16 >= 3 x SMs.
-//   M 1..4    2 tiles where wide, else 1; 2 steps (4 for group 256: a chunk
-//             holds whole groups)
+//   M 1..4    2 tiles where wide, else 1; 2 steps for group <= 64, and for
+//             group 128 where K <= N; else 4 (group 256: a chunk holds whole
+//             groups)
 //   M 5..8    4 tiles where N/16 >= 4 x SMs and group 128, 2 where wide,
 //             else 1; 2 steps with 4 tiles or group <= 64, else 4
-//   M 9..16   4 tiles where wide and group >= 64, else 2; 2 steps (group 256: 4)
+//   M 9..16   group 32: 2 tiles; else 4 where wide, 2 otherwise; 2 steps for
+//             group <= 64, else 4
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 struct GemvShape {
   int tiles, steps;
@@ -87,13 +89,13 @@ struct GemvShape {
 GemvShape gemv_shape(const MmArgs& args) {
   const int64_t sms = sm_count();
   const bool wide = tiles(args) >= 3 * sms;
-  const int short_steps = args.group_size <= 128 ? 2 : 4;
-  if (args.m <= 4) return {wide ? 2 : 1, short_steps};
+  const int steps = args.group_size <= 64 ? 2 : 4;
+  if (args.m <= 4) return {wide ? 2 : 1, args.group_size == 128 && args.k <= args.n ? 2 : steps};
   if (args.m <= 8) {
     if (tiles(args) >= 4 * sms && args.group_size == 128) return {4, 2};
-    return {wide ? 2 : 1, args.group_size <= 64 ? 2 : 4};
+    return {wide ? 2 : 1, steps};
   }
-  if (args.m <= 16) return {wide && args.group_size >= 64 ? 4 : 2, short_steps};
+  if (args.m <= 16) return {wide && args.group_size >= 64 ? 4 : 2, steps};
   return {1, 4};
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Nsight Compute over chosen kernels of the tune workbench, on the device
 # machine after `bash scripts/device_cuda.sh build`:
-#   PROFILES="KxN|variant name|M ..." bash scripts/device_profile.sh
-# e.g. PROFILES="8192x28672|wgmma T64 S8 W2 streamk|64". For each profile i,
+#   PROFILES="KxN|variant_name|M ..." bash scripts/device_profile.sh
+# with '_' for the spaces of the variant name, e.g.
+# PROFILES="8192x28672|wgmma_T64_S8_streamk|64 8192x8192|gemv_M1_T2|1". For each profile i,
 # $OUT/ncu-details.txt gets the full set's details page (clocks left alone, as
 # METHOD.md asks) and $OUT/ncu-src-<i>.csv the per-SASS-instruction counters
 # (stall samples by reason), for reading where the warps wait.

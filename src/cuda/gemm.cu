@@ -108,7 +108,7 @@ void gemm_wgmma_mm(const MmArgs& args) {
   // elsewhere the persistent grid, whose last partial wave is stream-K
   // (docs/cuda.md, v5: stream-K blocks start their tiles at different k, so
   // on large activations they share less in L2).
-  const int64_t tiles = (args.n + 127) / 128 * ((args.m + tokens - 1) / tokens);
+  const int64_t tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN * ((args.m + tokens - 1) / tokens);
   const int64_t sms = sm_count();
   const int64_t slots = sms * wgmma_min_blocks(tokens);
   const double busy = tiles <= sms ? double(tiles) / double(sms)

@@ -59,13 +59,16 @@
 
 namespace int4mm::detail::cuda {
 
+// Weight rows per gemm_wgmma block: 2 warpgroups x 64 (8 tiles, one per warp).
+constexpr int kWgmmaRowsN = 128;
+
 // Block geometry and shared-memory plan of one gemm_wgmma configuration.
 template <int kTokens_, int kStages_, int kGroupSize>
 struct WgmmaPlan {
   static constexpr int kTokens = kTokens_;
   static constexpr int kStages = kStages_;
   static constexpr int kThreads = 256;   // 2 warpgroups
-  static constexpr int kRowsN = 128;     // 8 weight tiles, one per warp
+  static constexpr int kRowsN = kWgmmaRowsN;
   static constexpr int kSzGroups = kGroupSize >= 64 ? 1 : 64 / kGroupSize;  // groups per step
   static constexpr int kABytes = kTokens * 128;           // a multiple of 1024: swizzle atoms
   static constexpr int kWBytes = 8 * 512;

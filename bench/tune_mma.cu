@@ -2,10 +2,11 @@
 // kernels (llm.c style): gemv_mma's (tiles per block, warps, steps per chunk,
 // prefetch, min blocks per SM), gemm_mma's GemmShape (m-tiles per block,
 // weight tiles per warp, warps, pipeline stages) and gemm_wgmma's (rows per
-// block, stages, stream-K or one block per tile), per M. Each variant is
-// checked against dequantize + cuBLAS, then timed as PERF.md asks (CUDA graph
-// of 20 calls, weights rotated past 3x L2, median of 20 replays). The winners
-// go into src/cuda/dispatch.cu and src/cuda/gemm.cu; docs/cuda.md keeps the table.
+// block, stages, steps per stage, stream-K or one block per tile), per M.
+// Each variant is checked against dequantize + cuBLAS, then timed as PERF.md
+// asks (CUDA graph of 20 calls, weights rotated past 3x L2, median of 20
+// replays). The winners go into src/cuda/dispatch.cu and src/cuda/gemm.cu;
+// docs/cuda.md keeps the table.
 //
 //   build-dev/bench/int4mm_tune_mma [KxN,...] [variant name part | -part] [group size] [M,M,...]
 // (bf16; group 128 and M = 8 .. 4096 by default; other group sizes time gemv_mma only)
@@ -75,13 +76,14 @@ Variant gemm() {
           }};
 }
 
-// gemm_wgmma: stream-K (split tiles meet in the workspace), or one block per tile (direct).
-template <int kTokens, int kStages, bool kDirect>
+// gemm_wgmma: stream-K (split tiles meet in the workspace), or one block per
+// tile (direct); stages of kSub 64-k steps.
+template <int kTokens, int kStages, bool kDirect, int kSub = 1>
 Variant wgmma() {
   char name[96];
-  std::snprintf(name, sizeof name, "wgmma T%d S%d %s", kTokens, kStages, kDirect ? "direct" : "streamk");
+  std::snprintf(name, sizeof name, "wgmma T%d S%d U%d %s", kTokens, kStages, kSub, kDirect ? "direct" : "streamk");
   return {name, [](const Operands& o, cudaStream_t s) {
-            detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages>(
+            detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(
                 o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, kDirect, o.workspace,
                 o.workspace_bytes, s);
           }};
@@ -107,6 +109,7 @@ std::vector<Variant> gemv_variants(int m) {
   std::vector<Variant> v;
   if (m <= 8) {
     v = {gemv<1, 2, 8, 4, false, 2, kG>(), gemv<1, 1, 8, 4, false, 3, kG>()};
+    if constexpr (kG == 128) v.push_back(gemv<1, 4, 16, 2, false, 1, kG>());  // 16 warps
     if constexpr (kG <= 128) {  // chunks of 2 steps hold whole groups
       v.push_back(gemv<1, 2, 8, 2, false, 2, kG>());
       v.push_back(gemv<1, 2, 8, 2, false, 3, kG>());
@@ -131,12 +134,20 @@ std::vector<Variant> variants(int m, int group) {
   if (m <= 8) return gemv_variants<kGroup>(m);
   if (m <= 16) {
     std::vector<Variant> v = gemv_variants<kGroup>(m);
-    v.push_back(wgmma<16, 8, false>());
-    v.push_back(wgmma<16, 8, true>());
+    for (Variant w : {wgmma<16, 8, false>(), wgmma<16, 8, true>(), wgmma<16, 6, false, 2>(), wgmma<16, 6, true, 2>(),
+                      wgmma<16, 4, false, 2>(), wgmma<16, 4, true, 2>()}) {
+      v.push_back(w);
+    }
     return v;
   }
-  if (m <= 32) return {gemv<4, 1, 8, 4, false, 1>(), wgmma<32, 8, false>(), wgmma<32, 8, true>()};
-  if (m <= 64) return {wgmma<64, 8, false>(), wgmma<64, 8, true>(), dequant(0)};
+  if (m <= 32) {
+    return {gemv<4, 1, 8, 4, false, 1>(), wgmma<32, 8, false>(),    wgmma<32, 8, true>(),    wgmma<32, 6, false, 2>(),
+            wgmma<32, 6, true, 2>(),      wgmma<32, 4, false, 2>(), wgmma<32, 4, true, 2>()};
+  }
+  if (m <= 64) {
+    return {wgmma<64, 8, false>(), wgmma<64, 8, true>(), wgmma<64, 4, false, 2>(), wgmma<64, 4, true, 2>(),
+            dequant(0)};
+  }
   if (m <= 128) return {wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>(), dequant(0)};
   return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(),
           dequant(0)};

@@ -8,7 +8,8 @@
 //                                                               kTiles tiles
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, but     gemv_mma re-reads A per block:
 //                          where N K >= 2^27, or >= 2^25 and    at 16 rows that traffic shows
-//                          K >= 1.5 N, as 17.. below
+//                          K >= 1.5 N (or, with gemm_wgmma,
+//                          N >= 3 K), as 17.. below
 //                17..      compute capability 9.0:              wgmma (sm_90a): the weights
 //                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
 //                          block; whole waves of tiles, last    the activations read by the
@@ -77,13 +78,17 @@ namespace {
 //   M 1..4    2 tiles where wide, else 1; 2 steps for group <= 64, and for
 //             group 128 where K <= N; else 4 (group 256: a chunk holds whole
 //             groups)
-//   M 5..8    4 tiles where N/16 >= 4 x SMs and group 128, 2 where wide,
-//             else 1; 2 steps with 4 tiles or group <= 64, else 4
+//   M 5..8    4 tiles where N/16 >= 4 x SMs and group 128; where wide and
+//             group 128, 4 tiles of 16 warps (half the activation loads per
+//             weight byte, still 16 warps per SM in one wave: 8192 x 8192 at
+//             M = 8 16.9 us against 19.0 with 2 tiles of 8 warps, v7.3);
+//             else 2 where wide, else 1; 2 steps with 4 tiles or group <= 64,
+//             else 4
 //   M 9..16   group 32: 2 tiles; else 4 where wide, 2 otherwise; 2 steps for
 //             group <= 64, else 4
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 struct GemvShape {
-  int tiles, steps;
+  int tiles, steps, warps = kGemvWarps;
 };
 
 GemvShape gemv_shape(const MmArgs& args) {
@@ -93,6 +98,7 @@ GemvShape gemv_shape(const MmArgs& args) {
   if (args.m <= 4) return {wide ? 2 : 1, args.group_size == 128 && args.k <= args.n ? 2 : steps};
   if (args.m <= 8) {
     if (tiles(args) >= 4 * sms && args.group_size == 128) return {4, 2};
+    if (wide && args.group_size == 128) return {4, 2, 2 * kGemvWarps};
     return {wide ? 2 : 1, steps};
   }
   if (args.m <= 16) return {wide && args.group_size >= 64 ? 4 : 2, steps};
@@ -103,23 +109,28 @@ GemvShape gemv_shape(const MmArgs& args) {
 // on deep ones (K >= 1.5 N): 8192 x 28672, 28672 x 8192 and 14336 x 4096 ran
 // 1.0-1.25x faster in gemm_mma, 8192 x 8192, 4096 x 14336 and 4096 x 4096
 // 1.1-1.2x slower (v4); gemm_wgmma and gemv_mma tie on 8192 x 8192 (v5).
-bool gemm_for_m16(const MmArgs& args) {
+// With gemm_wgmma, wide ones too (N >= 3 K): 4096 x 14336 at M = 16 ran in
+// 17.7 us against gemv_mma's 22.9 (v7.2).
+bool gemm_for_m16(const MmArgs& args, bool wgmma) {
   const int64_t weights = args.n * args.k;
-  return weights >= (int64_t(1) << 27) || (weights >= (int64_t(1) << 25) && 2 * args.k >= 3 * args.n);
+  const bool elongated = 2 * args.k >= 3 * args.n || (wgmma && args.n >= 3 * args.k);
+  return weights >= (int64_t(1) << 27) || (weights >= (int64_t(1) << 25) && elongated);
 }
 
-template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps>
+template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarps = kGemvWarps>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   const int blocks = (tiles(args) + kTiles - 1) / kTiles;
   // Blocks per SM the registers must allow: the most each shape fits
-  // without spills on sm_90a, or the faster of two that do (v6).
+  // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
+  // one block.
   constexpr int kFragments = kTiles * kMTiles;
-  constexpr int kMinBlocks = kFragments == 1                                       ? 3
+  constexpr int kMinBlocks = kWarps > kGemvWarps                                   ? 1
+                             : kFragments == 1                                     ? 3
                              : kMTiles == 1 && kTiles == 2 && kSteps == 2 && kGroup == 128 ? 3
                              : kMTiles == 1 || (kFragments == 4 && kSteps == 2)    ? 2
                                                                                    : 1;
-  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kGemvWarps, kSteps, false, kMinBlocks>
-      <<<blocks, kGemvWarps * 32, 0, stream>>>(
+  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kWarps, kSteps, false, kMinBlocks>
+      <<<blocks, kWarps * 32, 0, stream>>>(
           static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
           static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m),
           int(args.n), int(args.k));
@@ -145,6 +156,11 @@ void gemv_mma(const MmArgs& args, const GemvShape& shape) {
         auto launch = [&](auto m_tiles, auto tiles) {
           constexpr int kMTiles = decltype(m_tiles)::value, kTiles = decltype(tiles)::value;
           if constexpr (kGroup <= 128) {
+            if constexpr (kGroup == 128 && kMTiles == 1 && kTiles == 4) {
+              if (shape.warps == 2 * kGemvWarps) {
+                return launch_mma<T, kGroup, kMTiles, kTiles, 2, 2 * kGemvWarps>(args, stream);
+              }
+            }
             if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);
           }
           launch_mma<T, kGroup, kMTiles, kTiles, 4>(args, stream);
@@ -223,10 +239,10 @@ bool supports(MmKernel kernel, const MmArgs& args) {
 }
 
 MmKernel choose_kernel(const MmArgs& args) {
-  const bool gemv = args.m <= kGemvLastM || (args.m <= 16 && !gemm_for_m16(args));
-  const MmKernel first = gemv ? MmKernel::kGemvMma
-                         : supports(MmKernel::kGemmWgmma, args)
-                             ? MmKernel::kGemmWgmma
+  const bool wgmma = supports(MmKernel::kGemmWgmma, args);
+  const bool gemv = args.m <= kGemvLastM || (args.m <= 16 && !gemm_for_m16(args, wgmma));
+  const MmKernel first = gemv    ? MmKernel::kGemvMma
+                         : wgmma ? MmKernel::kGemmWgmma
                          : args.m <= kGemmLastM ? MmKernel::kGemmMma
                                                 : MmKernel::kDequantGemm;
   const MmKernel order[] = {first, MmKernel::kGemvMma, MmKernel::kGemvSimt};
@@ -274,19 +290,22 @@ bool available() {
   return present;
 }
 
-void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps) {
+void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps) {
   const int t = tiles_per_block;
   const bool tiles_ok = args.m <= 8 ? t == 1 || t == 2 || t == 4 : args.m <= 16 ? t == 2 || t == 4 : t == 1;
-  if (!tiles_ok || (steps != 2 && steps != 4) || steps * 64 % args.group_size != 0) {
-    fail("gemv_mma_with", "no kernel for tiles_per_block=", t, ", steps=", steps, " at M=", args.m,
-         ", group_size=", args.group_size,
-         " (tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32; steps 2 or 4, whole groups)");
+  const bool warps_ok = warps == kGemvWarps || (warps == 2 * kGemvWarps && args.m <= 8 && t == 4 && steps == 2 &&
+                                                args.group_size == 128);
+  if (!tiles_ok || (steps != 2 && steps != 4) || steps * 64 % args.group_size != 0 || !warps_ok) {
+    fail("gemv_mma_with", "no kernel for tiles_per_block=", t, ", steps=", steps, ", warps=", warps,
+         " at M=", args.m, ", group_size=", args.group_size,
+         " (tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32; steps 2 or 4, whole groups;"
+         " 8 warps, or 16 with 4 tiles, 2 steps and group 128 up to M = 8)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {
     fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),
          " lda=", args.lda);
   }
-  gemv_mma(args, {t, steps});
+  gemv_mma(args, {t, steps, warps});
 }
 
 }  // namespace int4mm::detail::cuda

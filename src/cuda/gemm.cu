@@ -33,29 +33,37 @@ void run(const MmArgs& args, float* workspace, cudaStream_t stream) {
 }
 
 // gemm_wgmma's configurations, chosen with bench/tune_mma.cu on an H100
-// (docs/cuda.md, v5): activation rows per block (the smallest of 16 .. 256
-// that holds `tokens`) and pipeline stages.
+// (docs/cuda.md, v5, v7): activation rows per block (the smallest of
+// 16 .. 256 that holds `tokens`), pipeline stages and steps per stage. Up to
+// 32 rows, stages of 2 steps: 6 of them for one block per tile (whole K per
+// block), 4 for stream-K's shorter runs (v7.1).
 template <typename T, int kGroup>
 void run_wgmma(const MmArgs& args, int tokens, bool one_block_per_tile, cudaStream_t stream) {
   const auto a = static_cast<const T*>(args.a);
   const auto sz = static_cast<const T*>(args.sz);
   const auto c = static_cast<T*>(args.c);
   const int m = int(args.m), n = int(args.n), k = int(args.k);
-  auto launch = [&](auto tokens_tag, auto stages_tag) {
-    launch_gemm_wgmma<T, kGroup, decltype(tokens_tag)::value, decltype(stages_tag)::value>(
+  auto launch = [&](auto tokens, auto stages, auto sub) {
+    launch_gemm_wgmma<T, kGroup, decltype(tokens)::value, decltype(stages)::value, decltype(sub)::value>(
         a, args.lda, args.packed, sz, c, args.ldc, m, n, k, one_block_per_tile, nullptr, 0, stream);
   };
+  auto launch_paired = [&](auto tokens) {  // 2 steps per stage
+    using Two = std::integral_constant<int, 2>;
+    one_block_per_tile ? launch(tokens, std::integral_constant<int, 6>{}, Two{})
+                       : launch(tokens, std::integral_constant<int, 4>{}, Two{});
+  };
   using std::integral_constant;
+  using One = integral_constant<int, 1>;
   if (tokens <= 16) {
-    launch(integral_constant<int, 16>{}, integral_constant<int, 8>{});
+    launch_paired(integral_constant<int, 16>{});
   } else if (tokens <= 32) {
-    launch(integral_constant<int, 32>{}, integral_constant<int, 8>{});
+    launch_paired(integral_constant<int, 32>{});
   } else if (tokens <= 64) {
-    launch(integral_constant<int, 64>{}, integral_constant<int, 8>{});
+    launch(integral_constant<int, 64>{}, integral_constant<int, 8>{}, One{});
   } else if (tokens <= 128) {
-    launch(integral_constant<int, 128>{}, integral_constant<int, 6>{});
+    launch(integral_constant<int, 128>{}, integral_constant<int, 6>{}, One{});
   } else {
-    launch(integral_constant<int, 256>{}, integral_constant<int, 6>{});
+    launch(integral_constant<int, 256>{}, integral_constant<int, 6>{}, One{});
   }
 }
 
@@ -101,19 +109,30 @@ void gemm_wgmma_with(const MmArgs& args, int tokens, bool direct) {
 }
 
 void gemm_wgmma_mm(const MmArgs& args) {
-  // Rows per block: the smallest that holds M, 256 beyond.
-  const int tokens = args.m <= 16 ? 16 : args.m <= 32 ? 32 : args.m <= 64 ? 64 : args.m <= 128 ? 128 : 256;
-  // One block per tile where whole waves of tiles keep >= 90% of the SMs
-  // busy (or >= 80% on K <= 4096, where stream-K's split tiles cost most);
-  // elsewhere the persistent grid, whose last partial wave is stream-K
-  // (docs/cuda.md, v5: stream-K blocks start their tiles at different k, so
-  // on large activations they share less in L2).
-  const int64_t tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN * ((args.m + tokens - 1) / tokens);
+  // Rows per block: the smallest that holds M, 256 beyond; but 128 for
+  // M = 129..256 where 256-row tiles would leave half the SMs without one
+  // and K <= 8192 (v7.2: 4096 x 4096 at M = 256 ran in 26.3 us against
+  // 32.0, 8192 x 8192 in 62.0 against 64.6; 14336 x 4096 within 3%).
   const int64_t sms = sm_count();
+  const int64_t wide_tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN;  // along N
+  const bool few_tiles = 2 * wide_tiles < sms && args.k <= 8192;
+  const int tokens = args.m <= 16   ? 16
+                     : args.m <= 32 ? 32
+                     : args.m <= 64 ? 64
+                     : args.m <= 128 || (args.m <= 256 && few_tiles) ? 128
+                                                                      : 256;
+  // One block per tile where whole waves of tiles keep >= 90% of the SMs
+  // busy (or >= 80% in one wave on K <= 4096, where stream-K's split tiles
+  // cost most, and at 16-32 rows, v7.2: 8192 x 28672 at M = 16 ran in 50.4 us
+  // one block per tile, 55.6 stream-K); elsewhere the persistent grid, whose
+  // last partial wave is stream-K (docs/cuda.md, v5: stream-K blocks start
+  // their tiles at different k, so on large activations they share less in
+  // L2).
+  const int64_t tiles = wide_tiles * ((args.m + tokens - 1) / tokens);
   const int64_t slots = sms * wgmma_min_blocks(tokens);
   const double busy = tiles <= sms ? double(tiles) / double(sms)
                                    : double(tiles) / double((tiles + slots - 1) / slots * slots);
-  gemm_wgmma_with(args, tokens, busy >= 0.9 || (args.k <= 4096 && tiles <= slots && busy >= 0.8));
+  gemm_wgmma_with(args, tokens, busy >= 0.9 || ((args.k <= 4096 || tokens <= 32) && tiles <= slots && busy >= 0.8));
 }
 
 }  // namespace int4mm::detail::cuda

@@ -11,18 +11,24 @@
 //   block:     128 weight rows (2 warpgroups) x kTokens activation rows
 //   per step:  64 k; A [kTokens][64] (128-byte rows, 128B-swizzled: the
 //              wgmma descriptor's K-major layout), the 8 tiles' 4 KB of
-//              weights and the step's scale/zero pairs -> one shared stage
-//              by cp.async, kStages - 2 steps ahead
+//              weights and the step's scale/zero pairs, copied by cp.async;
+//              a shared stage holds kSub steps, kStages - 2 stages ahead
 //   per step:  each thread dequantizes 4 words (8 weights each, one per
 //              k16) into one of two register buffers, w = (q - 8) * scale
 //              + zero, rounded once to T; then 4 m64n{kTokens}k16 wgmmas as
 //              one group, and a wait for all groups but that one, so the
 //              tensor cores work on one step while the next is dequantized
+//   per stage: one cp.async wait and block barrier (kSub = 2 halves them
+//              where they cost most: 16-32 activation rows, v7)
 //
 // Why kStages - 2: the fragment registers and the stage a wgmma reads must
 // stay untouched until it completes. When every thread reaches the barrier
-// of step s, each has waited for the groups of steps <= s - 2, so that
-// stage can be refilled, and so can the register buffer step s uses.
+// of stage s, each has waited for the groups of all steps but the last one
+// before it, so stage s - 2 can be refilled, and the register buffer of a
+// step is that of the step two before it. The step loop is unrolled over
+// the ring of kStages x kSub steps, so that shared-memory offsets and wgmma
+// descriptors are immediates (v7: 165 -> 117 instructions per step at 16
+// activation rows, 109 with two steps per stage; 60 are the dequantization).
 //
 // Numerics: each weight is rounded to T before the product, as the
 // dequantize + cuBLAS path this kernel replaces does (gemv_mma and gemm_mma
@@ -63,23 +69,26 @@ namespace int4mm::detail::cuda {
 constexpr int kWgmmaRowsN = 128;
 
 // Block geometry and shared-memory plan of one gemm_wgmma configuration.
-template <int kTokens_, int kStages_, int kGroupSize>
+template <int kTokens_, int kStages_, int kGroupSize, int kSub_>
 struct WgmmaPlan {
   static constexpr int kTokens = kTokens_;
   static constexpr int kStages = kStages_;
-  static constexpr int kThreads = 256;   // 2 warpgroups
+  static constexpr int kSub = kSub_;     // 64-k steps per stage (and per block barrier)
+  static constexpr int kThreads = 256;  // 2 warpgroups
   static constexpr int kRowsN = kWgmmaRowsN;
   static constexpr int kSzGroups = kGroupSize >= 64 ? 1 : 64 / kGroupSize;  // groups per step
   static constexpr int kABytes = kTokens * 128;           // a multiple of 1024: swizzle atoms
   static constexpr int kWBytes = 8 * 512;
   static constexpr int kSzBytes = kSzGroups * kRowsN * 4;
-  static constexpr int kStageBytes = (kABytes + kWBytes + kSzBytes + 1023) / 1024 * 1024;
+  static constexpr int kStepBytes = (kABytes + kWBytes + kSzBytes + 1023) / 1024 * 1024;
+  static constexpr int kStageBytes = kSub * kStepBytes;
   static constexpr int kOutStride = kRowsN + 8;           // staged C row, in elements: 16 bytes of pad
   static constexpr int kOutBytes = kTokens * kOutStride * 2;
   // + 1024: the stages start at the first 1024-aligned shared address.
   static constexpr int kSmemBytes = std::max(kStages * kStageBytes, kOutBytes) + 1024;
   static_assert(kTokens % 16 == 0 && kTokens <= 256, "wgmma N: 16..256");
   static_assert(kStages >= 3, "one stage read, one draining, one filling");
+  static_assert(kStages * kSub % 2 == 0, "consecutive steps alternate two register buffers");
   static_assert(kSzGroups * kRowsN <= kThreads, "one scale/zero copy per thread");
 };
 
@@ -95,6 +104,11 @@ __device__ __forceinline__ uint64_t sw128_descriptor(uint32_t address) {
          | uint64_t(1024 >> 4) << 32         // stride byte offset: next 8 rows
          | uint64_t(1) << 62;                // 128B swizzle
 }
+
+// The descriptor of the tile `bytes` past the one `desc` describes: the
+// start address field (address / 16) cannot overflow into the next field,
+// as shared addresses stay below 2^18.
+__device__ __forceinline__ uint64_t descriptor_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
 // 4-byte global -> shared copy, zero-filled where !valid.
 __device__ __forceinline__ void cp_async_4(uint32_t d, const void* src, bool valid) {
@@ -112,7 +126,8 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
           int kTokens,     // activation rows per block (wgmma N)
-          int kStages>     // shared stages of 64 k
+          int kStages,     // shared stages of kSub x 64 k
+          int kSub>        // 64-k steps per stage
 __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     gemm_wgmma_kernel(const T* __restrict__ a,          // [m, k], row stride lda
                       int64_t lda,
@@ -124,10 +139,12 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
                       float4* __restrict__ partials,     // [grid][2][kTokens / 8][256] (split tiles only)
                       int m, int n, int k, int64_t dp_tiles, bool vector_c) {
 #if defined(INT4MM_WGMMA)
-  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize>;
+  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize, kSub>;
   using T2 = typename Pair<T>::type;
   constexpr int kThreads = Plan::kThreads;
   constexpr int kStageBytes = Plan::kStageBytes;
+  constexpr int kStepBytes = Plan::kStepBytes;
+  constexpr int kRing = kStages * kSub;  // steps in shared memory
   constexpr int kACopies = (kTokens * 8 + kThreads - 1) / kThreads;  // 16-byte A copies per thread per step
   constexpr int kAcc = kTokens / 2;                 // float32 accumulators per thread
   constexpr int kRaster = 4;                        // m-blocks side by side in the tile order
@@ -136,6 +153,7 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
   const uint32_t smem_raw_address = uint32_t(__cvta_generic_to_shared(smem_raw));
   const uint32_t smem = (smem_raw_address + 1023) & ~1023u;
   uint8_t* const smem_ptr = smem_raw + (smem - smem_raw_address);
+  const uint64_t a_desc = sw128_descriptor(smem);  // stage 0's activation tile
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -182,9 +200,10 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
 
     // This thread's copies, set up once per segment (zero-filled where the
     // row, tile or group does not exist: those weights come out as 0).
-    // fetch() is called for consecutive steps, so the sources advance by one
-    // step per call instead of being recomputed. Copy i of A: row
-    // tid / 8 + 32 i, 16-byte chunk tid % 8 of the step's 128-byte row.
+    // fetch() is called for the segment's steps in order, so the sources
+    // advance by one step per call instead of being recomputed. Copy i of A:
+    // row tid / 8 + 32 i, 16-byte chunk tid % 8 of the step's 128-byte row.
+    const int len = s_end - s_begin;
     const int a_chunk = tid & 7;
     const T* a_src[kACopies];
     bool a_ok[kACopies];
@@ -195,38 +214,49 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
       a_src[i] = a + int64_t(a_ok[i] ? m0 + row : 0) * lda + int64_t(s_begin) * 64 + a_chunk * 8;
     }
     // Rows 32 apart share their swizzle phase (row % 8).
-    const uint32_t a_dst = uint32_t((tid >> 3) * 128 + ((a_chunk ^ ((tid >> 3) & 7)) << 4));
+    const uint32_t a_dst = smem + uint32_t((tid >> 3) * 128 + ((a_chunk ^ ((tid >> 3) & 7)) << 4));
     int a_k = s_begin * 64 + a_chunk * 8;  // this thread's first k of the next fetch
     const bool w_ok = nb * 8 + warp < weight_tiles;
     const uint4* w_src = packed + (int64_t(w_ok ? nb * 8 + warp : 0) * steps + s_begin) * 32 + lane;
-    const uint32_t w_dst = uint32_t(Plan::kABytes + tid * 16);
-    // Scale/zero pairs: thread tid < 128 x kSzGroups copies row tid % 128 of
-    // group sz_group, the step's (group 32: its first or second group).
+    const uint32_t w_dst = smem + uint32_t(Plan::kABytes + tid * 16);
+    // Scale/zero pairs: the last 128 x kSzGroups threads (those without A
+    // copies at 16 activation rows), thread sz_tid copying row sz_tid % 128
+    // of group sz_group, the step's (group 32: its first or second group).
     constexpr int kStepsPerGroup = kGroupSize >= 64 ? kGroupSize / 64 : 1;
-    const bool sz_copier = tid < Plan::kSzGroups * Plan::kRowsN;
-    const int sz_row = row0 + (tid & (Plan::kRowsN - 1));
-    int sz_group = kGroupSize >= 64 ? s_begin / kStepsPerGroup : s_begin * Plan::kSzGroups + tid / Plan::kRowsN;
-    const T* sz_src = sz + (int64_t(sz_group) * n + sz_row) * 2;
-    const uint32_t sz_dst = uint32_t(Plan::kABytes + Plan::kWBytes + tid * 4);
+    const int sz_tid = tid - (kThreads - Plan::kSzGroups * Plan::kRowsN);
+    const bool sz_copier = sz_tid >= 0;
+    const int sz_row = row0 + (sz_tid & (Plan::kRowsN - 1));
+    const bool sz_row_ok = sz_row < n;
+    int sz_group = kGroupSize >= 64 ? s_begin / kStepsPerGroup : s_begin * Plan::kSzGroups + sz_tid / Plan::kRowsN;
+    const T* sz_src = sz + (int64_t(sz_group) * n + (sz_row_ok ? sz_row : 0)) * 2;
+    const uint32_t sz_dst = smem + uint32_t(Plan::kABytes + Plan::kWBytes + sz_tid * 4);
 
-    auto fetch = [&](int step, int stage) {
-      if (step < s_end) {
-        const uint32_t base = smem + uint32_t(stage * kStageBytes);
-        const bool k_ok = a_k < k;  // K % 64 == 32 (group 32): the last step's second half is zero
+    // Stage `index` of the segment (its steps kSub index ..) into ring slot
+    // `slot` (a constant wherever the step loop below is unrolled: the shared
+    // addresses are register + immediate); one commit group per stage.
+    auto fetch = [&](int index, int slot) {
 #pragma unroll
-        for (int i = 0; i < kACopies; ++i) {
-          if ((kTokens * 8) % kThreads == 0 || tid + i * kThreads < kTokens * 8) {
-            cp_async_16(base + a_dst + i * (kThreads / 8) * 128, a_src[i], a_ok[i] && k_ok);
+      for (int sub = 0; sub < kSub; ++sub) {
+        const int i = index * kSub + sub;
+        if (i >= len) break;
+        const uint32_t offset = uint32_t(slot * kStageBytes + sub * kStepBytes);
+        // Group 32 with K % 64 == 32: the last step's second half is zero.
+        const bool k_ok = kGroupSize >= 64 || a_k < k;
+#pragma unroll
+        for (int c = 0; c < kACopies; ++c) {
+          if ((kTokens * 8) % kThreads == 0 || tid + c * kThreads < kTokens * 8) {
+            cp_async_16(a_dst + offset + c * (kThreads / 8) * 128, a_src[c], a_ok[c] && k_ok);
           }
-          a_src[i] += 64;
+          a_src[c] += 64;
         }
         a_k += 64;
-        cp_async_16(base + w_dst, w_src, w_ok);
+        cp_async_16(w_dst + offset, w_src, w_ok);
         w_src += 32;
         if (sz_copier) {
-          const bool ok = sz_row < n && sz_group < groups;
-          cp_async_4(base + sz_dst, ok ? sz_src : sz, ok);
-          if ((step + 1) % kStepsPerGroup == 0) {  // the next step starts a group (or two)
+          // Group 32 with K % 64 == 32: the last step's second group does not exist.
+          const bool ok = sz_row_ok && (kGroupSize >= 64 || sz_group < groups);
+          cp_async_4(sz_dst + offset, ok ? sz_src : sz, ok);
+          if ((s_begin + i + 1) % kStepsPerGroup == 0) {  // the next step starts a group (or two)
             sz_group += Plan::kSzGroups;
             sz_src += int64_t(Plan::kSzGroups) * n * 2;
           }
@@ -239,53 +269,64 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
 
-    // One step: dequantize its 4 fragments into `frag` (free: the wgmmas that
-    // read it two steps ago are done), then 4 wgmmas as one group; wait for
-    // all but this group.
-    int read_stage = 0, write_stage = kStages - 2;
-    auto run_step = [&](int step, uint32_t (&frag)[4][4]) {
-      cp_async_wait<kStages - 3>();
-      fence_proxy_async_shared();
-      __syncthreads();  // this step's stage is complete; step - 2's wgmmas are done
-      fetch(step + kStages - 2, write_stage);
-      write_stage = write_stage == kStages - 1 ? 0 : write_stage + 1;
-      const uint32_t base = smem + uint32_t(read_stage * kStageBytes);
-      const uint8_t* const base_ptr = smem_ptr + read_stage * kStageBytes;
-      read_stage = read_stage == kStages - 1 ? 0 : read_stage + 1;
-
-      const uint4 w = reinterpret_cast<const uint4*>(base_ptr + Plan::kABytes)[tid];
-      const T2* const sz_stage = reinterpret_cast<const T2*>(base_ptr + Plan::kABytes + Plan::kWBytes);
+    // Step i, the ring's step j (i % kRing): at a stage's first step, wait
+    // for the stage and refill the one two stages back (stage i / kSub - 2)
+    // with stage i / kSub + kStages - 2; then dequantize the step's 4
+    // fragments into `frag` (free: the wgmmas that read it two steps ago are
+    // done), and 4 wgmmas as one group; wait for all but this group.
+    auto run_step = [&](int i, int j, uint32_t (&frag)[4][4]) {
+      const int slot = j / kSub;
+      if (j % kSub == 0) {
+        cp_async_wait<kStages - 3>();
+        fence_proxy_async_shared();
+        __syncthreads();  // this stage is complete; the wgmmas of the stage two back are done
+        fetch(i / kSub + kStages - 2, (slot + kStages - 2) % kStages);
+      }
+      const uint32_t offset = uint32_t(slot * kStageBytes + (j % kSub) * kStepBytes);
+      const uint8_t* const step_ptr = smem_ptr + offset;
+      const uint4 w = reinterpret_cast<const uint4*>(step_ptr + Plan::kABytes)[tid];
+      const T2* const sz_step = reinterpret_cast<const T2*>(step_ptr + Plan::kABytes + Plan::kWBytes);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int q = 0; q < 4; ++q) {
         // Scale and zero of rows g and g + 8 of this warp's tile, as pairs.
-        const int sub = kGroupSize >= 64 ? 0 : j * 16 / kGroupSize;
-        const T2 lo = sz_stage[sub * Plan::kRowsN + warp * 16 + g];
-        const T2 hi = sz_stage[sub * Plan::kRowsN + warp * 16 + g + 8];
+        const int sub = kGroupSize >= 64 ? 0 : q * 16 / kGroupSize;
+        const T2 lo = sz_step[sub * Plan::kRowsN + warp * 16 + g];
+        const T2 hi = sz_step[sub * Plan::kRowsN + warp * 16 + g + 8];
         const T2 scale[2] = {T2{lo.x, lo.x}, T2{hi.x, hi.x}};
         const T2 zero[2] = {T2{lo.y, lo.y}, T2{hi.y, hi.y}};
-        dequant_word<T>(word_of(w, j), frag[j]);
+        dequant_word<T>(word_of(w, q), frag[q]);
 #pragma unroll
         for (int r = 0; r < 4; ++r) {  // register r holds row g (r even) or g + 8 (r odd)
-          frag[j][r] = as_u32(__hfma2(as_pair<T2>(frag[j][r]), scale[r & 1], zero[r & 1]));
-          fence_operand(frag[j][r]);
+          frag[q][r] = as_u32(__hfma2(as_pair<T2>(frag[q][r]), scale[r & 1], zero[r & 1]));
+          fence_operand(frag[q][r]);
         }
       }
       wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < 4; ++j) Wgmma<T, kTokens>::mma(acc, frag[j], sw128_descriptor(base + j * 32));
+      for (int q = 0; q < 4; ++q) {
+        Wgmma<T, kTokens>::mma(acc, frag[q], descriptor_at(a_desc, offset + q * 32));
+      }
       wgmma_commit();
       wgmma_wait<1>();
     };
 
 #pragma unroll
-    for (int s = 0; s < kStages - 2; ++s) fetch(s_begin + s, s);
-    uint32_t frag_even[4][4], frag_odd[4][4];  // two buffers: a register array takes no runtime index
-    int step = s_begin;
-    for (; step + 1 < s_end; step += 2) {
-      run_step(step, frag_even);
-      run_step(step + 1, frag_odd);
+    for (int s = 0; s < kStages - 2; ++s) fetch(s, s);
+    // One ring of kRing steps per round, unrolled: shared offsets,
+    // descriptors and the register buffer (two, alternating) are constants.
+    // The tail breaks out of the ring rather than skipping steps: with the
+    // wgmmas under conditions, ptxas serializes them (C7511).
+    uint32_t frag[2][4][4];
+    int i0 = 0;
+    for (; i0 + kRing <= len; i0 += kRing) {
+#pragma unroll
+      for (int j = 0; j < kRing; ++j) run_step(i0 + j, j, frag[j & 1]);
     }
-    if (step < s_end) run_step(step, frag_even);
+#pragma unroll
+    for (int j = 0; j < kRing - 1; ++j) {
+      if (i0 + j >= len) break;
+      run_step(i0 + j, j, frag[j & 1]);
+    }
     wgmma_wait<0>();
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
@@ -373,12 +414,12 @@ size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
 // (one_block_per_tile: nothing split, no workspace). The workspace comes from
 // the caller (workspace_bytes at least wgmma_workspace_bytes) or, when it
 // passes none, from the stream's memory pool.
-template <typename T, int kGroupSize, int kTokens, int kStages>
+template <typename T, int kGroupSize, int kTokens, int kStages, int kSub>
 void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc,
                        int m, int n, int k, bool one_block_per_tile, void* workspace, size_t workspace_bytes,
                        cudaStream_t stream) {
-  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize>;
-  auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages>;
+  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize, kSub>;
+  auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages, kSub>;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
   const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);

@@ -266,16 +266,28 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
 
   // Sum the warps' fragments: [warp][tile][mt][e][lane] in shared memory.
+  // More than 8 warps: the upper half first hands its fragments to the
+  // lower half, so that the buffer stays within 8 warps' (32 KB at most).
   constexpr int kFrags = kTiles * kMTiles * 4;
-  __shared__ float red[kWarps][kFrags][32];
+  constexpr int kRedWarps = kWarps > 8 ? (kWarps + 1) / 2 : kWarps;
+  __shared__ float red[kRedWarps][kFrags][32];
+  auto for_each_fragment = [&](auto&& f) {
 #pragma unroll
-  for (int tt = 0; tt < kTiles; ++tt) {
+    for (int tt = 0; tt < kTiles; ++tt) {
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
+      for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) red[warp][(tt * kMTiles + mt) * 4 + e][lane] = acc[tt][mt][e];
+        for (int e = 0; e < 4; ++e) f(acc[tt][mt][e], (tt * kMTiles + mt) * 4 + e);
+      }
     }
+  };
+  if constexpr (kRedWarps < kWarps) {
+    if (warp >= kRedWarps) for_each_fragment([&](float& v, int frag) { red[warp - kRedWarps][frag][lane] = v; });
+    __syncthreads();
+    if (warp + kRedWarps < kWarps) for_each_fragment([&](float& v, int frag) { v += red[warp][frag][lane]; });
+    __syncthreads();
   }
+  if (warp < kRedWarps) for_each_fragment([&](float& v, int frag) { red[warp][frag][lane] = v; });
   __syncthreads();
   // Thread i of the block owns output fragment element i.
   for (int idx = threadIdx.x; idx < kFrags * 32; idx += kWarps * 32) {
@@ -286,7 +298,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     const int e = frag % 4;
     float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += red[w][frag][l];
+    for (int w = 0; w < kRedWarps; ++w) sum += red[w][frag][l];
     const int row = (tile0 + tt) * 16 + (l >> 2) + (e >= 2 ? 8 : 0);
     const int col = mt * 8 + 2 * (l & 3) + (e & 1);
     if (row < n && col < m) c[int64_t(col) * ldc + row] = from_float<T>(sum);

@@ -212,14 +212,15 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())),
     case_name);
 
-// gemv_mma's every shape (tiles per block x steps per chunk), which dispatch
-// picks by M, N and group size: N leaves the last block partly empty, K ends
-// inside a chunk.
-class GemvShapes : public ::testing::TestWithParam<std::tuple<int, int, Shape, DType, int64_t>> {};
+// gemv_mma's every shape (tiles per block x steps per chunk x warps), which
+// dispatch picks by M, N and group size: N leaves the last block partly
+// empty, K ends inside a chunk (and, with 16 warps, gives some warps one
+// chunk more than others).
+class GemvShapes : public ::testing::TestWithParam<std::tuple<int, int, int, Shape, DType, int64_t>> {};
 
 TEST_P(GemvShapes, MatchOracle) {
   SKIP_WITHOUT_GPU();
-  const auto [tiles, steps, shape, dtype, group_size] = GetParam();
+  const auto [tiles, steps, warps, shape, dtype, group_size] = GetParam();
   const auto [m, n, k] = shape;
   if (k % group_size != 0 || steps * 64 % group_size != 0) GTEST_SKIP() << "no such shape for this group";
   if (m > 8 && tiles == 1) GTEST_SKIP() << "M = 9..16 takes 2 or 4 tiles";
@@ -227,24 +228,31 @@ TEST_P(GemvShapes, MatchOracle) {
   const int64_t ldc = n + 3;
   GpuProblem gpu(p, ldc);
   const Options options{Backend::kCuda};
-  detail::cuda::gemv_mma_with(gpu.args(ldc, options), tiles, steps);
+  detail::cuda::gemv_mma_with(gpu.args(ldc, options), tiles, steps, warps);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemv_mma");
 }
 
 std::string gemv_case_name(const ::testing::TestParamInfo<GemvShapes::ParamType>& param) {
-  const auto [tiles, steps, shape, dtype, group_size] = param.param;
+  const auto [tiles, steps, warps, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
-  return detail::concat("t", tiles, "_s", steps, "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype), "_g",
-                        group_size);
+  return detail::concat("t", tiles, "_s", steps, "_w", warps, "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype),
+                        "_g", group_size);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     OddShapes, GemvShapes,
-    ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(2, 4),
+    ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(2, 4), ::testing::Values(8),
                        ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{13, 136, 1344}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(64), int64_t(128), int64_t(256))),
+    gemv_case_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    Warps16, GemvShapes,
+    ::testing::Combine(::testing::Values(4), ::testing::Values(2), ::testing::Values(16),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{8, 300, 4160}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
 // A shape gemv_mma has no kernel for is an error naming it, not a launch
@@ -253,10 +261,18 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   const Options options{Backend::kCuda};
   detail::MmArgs args{DType::kBFloat16, nullptr, 256, nullptr, nullptr, nullptr, 64, 12, 64, 256, 256, &options};
   expect_error([&] { detail::cuda::gemv_mma_with(args, 1, 4); },
-               "gemv_mma_with: no kernel for tiles_per_block=1, steps=4 at M=12, group_size=256");
+               "gemv_mma_with: no kernel for tiles_per_block=1, steps=4, warps=8 at M=12, group_size=256");
   args.m = 4;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2); }, "tiles_per_block=2, steps=2 at M=4, group_size=256");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2); },
+               "tiles_per_block=2, steps=2, warps=8 at M=4, group_size=256");
   expect_error([&] { detail::cuda::gemv_mma_with(args, 3, 4); }, "tiles_per_block=3");
+  args.group_size = 128;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 16); }, "tiles_per_block=2, steps=2, warps=16 at M=4");
+  args.m = 12;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16 at M=12");
+  args.m = 8;
+  args.group_size = 64;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16 at M=8, group_size=64");
 }
 
 // gemm_wgmma's every configuration (rows per block x persistent grid with a

@@ -134,21 +134,23 @@ std::vector<Variant> variants(int m, int group) {
   if (m <= 8) return gemv_variants<kGroup>(m);
   if (m <= 16) {
     std::vector<Variant> v = gemv_variants<kGroup>(m);
-    for (Variant w : {wgmma<16, 8, false>(), wgmma<16, 8, true>(), wgmma<16, 6, false, 2>(), wgmma<16, 6, true, 2>(),
-                      wgmma<16, 4, false, 2>(), wgmma<16, 4, true, 2>()}) {
+    for (Variant w : {gemm<2, 2, 8, 8>(), wgmma<16, 8, false>(), wgmma<16, 8, true>(), wgmma<16, 6, false, 2>(),
+                      wgmma<16, 6, true, 2>(), wgmma<16, 4, false, 2>(), wgmma<16, 4, true, 2>()}) {
       v.push_back(w);
     }
     return v;
   }
   if (m <= 32) {
-    return {gemv<4, 1, 8, 4, false, 1>(), wgmma<32, 8, false>(),    wgmma<32, 8, true>(),    wgmma<32, 6, false, 2>(),
-            wgmma<32, 6, true, 2>(),      wgmma<32, 4, false, 2>(), wgmma<32, 4, true, 2>()};
+    return {gemv<4, 1, 8, 4, false, 1>(), gemm<4, 4, 8, 6>(),      wgmma<32, 8, false>(), wgmma<32, 8, true>(),
+            wgmma<32, 6, false, 2>(),     wgmma<32, 6, true, 2>(), wgmma<32, 4, false, 2>(), wgmma<32, 4, true, 2>()};
   }
   if (m <= 64) {
-    return {wgmma<64, 8, false>(), wgmma<64, 8, true>(), wgmma<64, 4, false, 2>(), wgmma<64, 4, true, 2>(),
-            dequant(0)};
+    return {gemm<8, 2, 8, 6>(), wgmma<64, 8, false>(), wgmma<64, 8, true>(), wgmma<64, 4, false, 2>(),
+            wgmma<64, 4, true, 2>(), dequant(0)};
   }
-  if (m <= 128) return {wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>(), dequant(0)};
+  if (m <= 128) {
+    return {gemm<8, 2, 8, 6>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>(), dequant(0)};
+  }
   return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(),
           dequant(0)};
 }

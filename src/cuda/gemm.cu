@@ -47,13 +47,13 @@ void run_wgmma(const MmArgs& args, int tokens, bool one_block_per_tile, cudaStre
     launch_gemm_wgmma<T, kGroup, decltype(tokens)::value, decltype(stages)::value, decltype(sub)::value>(
         a, args.lda, args.packed, sz, c, args.ldc, m, n, k, one_block_per_tile, nullptr, 0, stream);
   };
-  auto launch_paired = [&](auto tokens) {  // 2 steps per stage
-    using Two = std::integral_constant<int, 2>;
-    one_block_per_tile ? launch(tokens, std::integral_constant<int, 6>{}, Two{})
-                       : launch(tokens, std::integral_constant<int, 4>{}, Two{});
-  };
   using std::integral_constant;
   using One = integral_constant<int, 1>;
+  using Two = integral_constant<int, 2>;
+  auto launch_paired = [&](auto tokens) {  // 2 steps per stage
+    one_block_per_tile ? launch(tokens, integral_constant<int, 6>{}, Two{})
+                       : launch(tokens, integral_constant<int, 4>{}, Two{});
+  };
   if (tokens <= 16) {
     launch_paired(integral_constant<int, 16>{});
   } else if (tokens <= 32) {

@@ -1,6 +1,6 @@
 // tune_mma: a workbench for the launch configurations of the tensor-core
 // kernels (llm.c style): gemv_mma's (tiles per block, warps, steps per chunk,
-// prefetch, min blocks per SM), gemm_mma's GemmShape (m-tiles per block,
+// staged A, min blocks per SM), gemm_mma's GemmShape (m-tiles per block,
 // weight tiles per warp, warps, pipeline stages) and gemm_wgmma's (rows per
 // block, stages, steps per stage, stream-K or one block per tile), per M.
 // Each variant is checked against dequantize + cuBLAS, then timed as PERF.md
@@ -54,15 +54,14 @@ struct Variant {
   std::function<void(const Operands&, cudaStream_t)> launch;
 };
 
-template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kPrefetch, int kMinBlocks, int kGroupSize = 128>
+template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, int kMinBlocks, int kGroupSize = 128>
 Variant gemv() {
   char name[96];
   std::snprintf(name, sizeof name, "gemv M%d T%d W%d S%d %s B%d", kMTiles, kTiles, kWarps, kSteps,
-                kPrefetch ? "pf" : "--", kMinBlocks);
+                kStagedA ? "st" : "--", kMinBlocks);
   return {name, [](const Operands& o, cudaStream_t s) {
-            const int blocks = ((o.n + 15) / 16 + kTiles - 1) / kTiles;
-            detail::cuda::gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kPrefetch, kMinBlocks>
-                <<<blocks, kWarps * 32, 0, s>>>(o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k);
+            detail::cuda::launch_gemv_mma<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, s);
           }};
 }
 
@@ -116,11 +115,22 @@ std::vector<Variant> gemv_variants(int m) {
       v.push_back(gemv<1, 4, 8, 2, false, 2, kG>());
       v.push_back(gemv<1, 1, 8, 2, false, 3, kG>());
     }
+    if constexpr (kG == 128) {  // staged A
+      for (Variant s : {gemv<1, 2, 8, 4, true, 2, kG>(), gemv<1, 2, 8, 2, true, 3, kG>()}) {
+        v.push_back(s);
+      }
+    }
   } else if (m <= 16) {
     v = {gemv<2, 4, 8, 4, false, 1, kG>(), gemv<2, 2, 8, 4, false, 1, kG>()};
     if constexpr (kG <= 128) {
       v.push_back(gemv<2, 2, 8, 2, false, 2, kG>());
       v.push_back(gemv<2, 4, 8, 2, false, 1, kG>());
+    }
+    if constexpr (kG == 128) {  // staged A
+      for (Variant s : {gemv<2, 2, 8, 2, true, 2, kG>(), gemv<2, 2, 16, 2, true, 1, kG>(),
+                        gemv<2, 2, 8, 4, true, 1, kG>()}) {
+        v.push_back(s);
+      }
     }
   }
   return v;
@@ -130,7 +140,10 @@ std::vector<Variant> variants(int m, int group) {
   if (group != kGroup) {
     return group == 32 ? gemv_variants<32>(m) : group == 64 ? gemv_variants<64>(m) : gemv_variants<256>(m);
   }
-  if (m > 256) return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), dequant(0)};
+  if (m > 256) {
+    return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<256, 4, false>(), wgmma<256, 4, true>(),
+            dequant(0)};
+  }
   if (m <= 8) return gemv_variants<kGroup>(m);
   if (m <= 16) {
     std::vector<Variant> v = gemv_variants<kGroup>(m);
@@ -145,14 +158,15 @@ std::vector<Variant> variants(int m, int group) {
             wgmma<32, 6, false, 2>(),     wgmma<32, 6, true, 2>(), wgmma<32, 4, false, 2>(), wgmma<32, 4, true, 2>()};
   }
   if (m <= 64) {
-    return {gemm<8, 2, 8, 6>(), wgmma<64, 8, false>(), wgmma<64, 8, true>(), wgmma<64, 4, false, 2>(),
-            wgmma<64, 4, true, 2>(), dequant(0)};
+    return {gemm<8, 2, 8, 6>(),      wgmma<64, 8, false>(),   wgmma<64, 8, true>(), wgmma<64, 6, false>(),
+            wgmma<64, 4, false, 2>(), wgmma<64, 4, true, 2>(), dequant(0)};
   }
   if (m <= 128) {
-    return {gemm<8, 2, 8, 6>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<64, 8, false>(), dequant(0)};
+    return {gemm<8, 2, 8, 6>(),    wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<128, 4, false>(),
+            wgmma<64, 8, false>(), dequant(0)};
   }
-  return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<128, 6, false>(), wgmma<128, 6, true>(),
-          dequant(0)};
+  return {wgmma<256, 6, false>(), wgmma<256, 6, true>(),  wgmma<256, 4, false>(),
+          wgmma<128, 6, false>(), wgmma<128, 6, true>(),  wgmma<128, 4, false>(), dequant(0)};
 }
 
 int main(int argc, char** argv) {

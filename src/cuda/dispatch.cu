@@ -71,37 +71,59 @@ int sm_count() {
 namespace {
 
 // gemv_mma's shape per call: 16-row tiles per block (each activation
-// fragment feeds that many mmas, and each block reads A once) and 64-k steps
+// fragment feeds that many mmas, and each block reads A once), 64-k steps
 // per chunk (each warp's loads in flight; smaller chunks leave registers for
-// more blocks per SM). Chosen with bench/tune_mma.cu on an H100 (docs/cuda.md,
-// v2, v4, v6): "wide" is N/16 >= 3 x SMs.
+// more blocks per SM), warps, and A direct or staged through shared memory.
+// Chosen with bench/tune_mma.cu on an H100 (docs/cuda.md, v2, v4, v6, v7,
+// v8): "wide" is N/16 >= 3 x SMs; "staged" needs group 128 and rows of A
+// 16-byte aligned.
 //   M 1..4    2 tiles where wide, else 1; 2 steps for group <= 64, and for
 //             group 128 where K <= N; else 4 (group 256: a chunk holds whole
 //             groups)
-//   M 5..8    4 tiles where N/16 >= 4 x SMs and group 128; where wide and
-//             group 128, 4 tiles of 16 warps (half the activation loads per
-//             weight byte, still 16 warps per SM in one wave: 8192 x 8192 at
-//             M = 8 16.9 us against 19.0 with 2 tiles of 8 warps, v7.3);
-//             else 2 where wide, else 1; 2 steps with 4 tiles or group <= 64,
+//   M 5..8    group 128: 4 tiles where N/16 >= 4 x SMs; else staged, 2 tiles
+//             and 4 steps (8192 x 8192 at M = 8 16.1 us against 16.9 with
+//             v7.3's 4 tiles of 16 warps, 14336 x 4096 17.4 against 20.7,
+//             v8); without staged A, 4 tiles of 16 warps where wide (v7.3).
+//             Other groups: 2 tiles where wide, else 1; 2 steps for group
+//             <= 64, else 4
+//   M 9..16   group 128 staged: 2 tiles, 2 steps, 16 warps where the blocks
+//             fit one per SM, else 8 (8192 x 8192 at M = 16 20.5 us against
+//             22.5, 4096 x 4096 7.9 against 10.0, v8). Else group 32: 2
+//             tiles; 4 where wide, 2 otherwise; 2 steps for group <= 64,
 //             else 4
-//   M 9..16   group 32: 2 tiles; else 4 where wide, 2 otherwise; 2 steps for
-//             group <= 64, else 4
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 struct GemvShape {
   int tiles, steps, warps = kGemvWarps;
+  bool staged_a = false;
 };
+
+bool a_rows_16_byte_aligned(const MmArgs& args) { return args.lda % 8 == 0 && aligned(args.a, 16); }
+
+// The staged-A shapes that are built (gemv_mma): group 128; 2 tiles of
+// 8 warps and 4 steps at M = 5..8; 2 tiles of 8 or 16 warps and 2 steps at
+// M = 9..16.
+bool staged_a_built(const MmArgs& args, const GemvShape& shape) {
+  if (args.group_size != 128 || args.m <= 4 || args.m > 16 || shape.tiles != 2) return false;
+  return args.m <= 8 ? shape.steps == 4 && shape.warps == kGemvWarps
+                     : shape.steps == 2 && (shape.warps == kGemvWarps || shape.warps == 2 * kGemvWarps);
+}
 
 GemvShape gemv_shape(const MmArgs& args) {
   const int64_t sms = sm_count();
   const bool wide = tiles(args) >= 3 * sms;
   const int steps = args.group_size <= 64 ? 2 : 4;
+  const bool staged = args.group_size == 128 && a_rows_16_byte_aligned(args);
   if (args.m <= 4) return {wide ? 2 : 1, args.group_size == 128 && args.k <= args.n ? 2 : steps};
   if (args.m <= 8) {
     if (tiles(args) >= 4 * sms && args.group_size == 128) return {4, 2};
+    if (staged) return {2, 4, kGemvWarps, true};
     if (wide && args.group_size == 128) return {4, 2, 2 * kGemvWarps};
     return {wide ? 2 : 1, steps};
   }
-  if (args.m <= 16) return {wide && args.group_size >= 64 ? 4 : 2, steps};
+  if (args.m <= 16) {
+    if (staged) return {2, 2, (tiles(args) + 1) / 2 <= sms ? 2 * kGemvWarps : kGemvWarps, true};
+    return {wide && args.group_size >= 64 ? 4 : 2, steps};
+  }
   return {1, 4};
 }
 
@@ -110,16 +132,21 @@ GemvShape gemv_shape(const MmArgs& args) {
 // 1.0-1.25x faster in gemm_mma, 8192 x 8192, 4096 x 14336 and 4096 x 4096
 // 1.1-1.2x slower (v4); gemm_wgmma and gemv_mma tie on 8192 x 8192 (v5).
 // With gemm_wgmma, wide ones too (N >= 3 K): 4096 x 14336 at M = 16 ran in
-// 17.7 us against gemv_mma's 22.9 (v7.2).
+// 17.7 us against gemv_mma's 22.9 (v7.2); but deep ones below 2^27 weights
+// stay with gemv_mma where it stages A (14336 x 4096: 19.0 us against
+// gemm_wgmma's 23.3, v8). Without gemm_wgmma, staged A is unmeasured
+// against gemm_mma: v4's rule.
 bool gemm_for_m16(const MmArgs& args, bool wgmma) {
   const int64_t weights = args.n * args.k;
-  const bool elongated = 2 * args.k >= 3 * args.n || (wgmma && args.n >= 3 * args.k);
-  return weights >= (int64_t(1) << 27) || (weights >= (int64_t(1) << 25) && elongated);
+  if (weights >= (int64_t(1) << 27)) return true;
+  if (weights < (int64_t(1) << 25)) return false;
+  const bool deep = 2 * args.k >= 3 * args.n;
+  if (wgmma) return args.n >= 3 * args.k || (deep && !gemv_shape(args).staged_a);
+  return deep;
 }
 
-template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarps = kGemvWarps>
+template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarps = kGemvWarps, bool kStagedA = false>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
-  const int blocks = (tiles(args) + kTiles - 1) / kTiles;
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
   // one block.
@@ -129,12 +156,10 @@ void launch_mma(const MmArgs& args, cudaStream_t stream) {
                              : kMTiles == 1 && kTiles == 2 && kSteps == 2 && kGroup == 128 ? 3
                              : kMTiles == 1 || (kFragments == 4 && kSteps == 2)    ? 2
                                                                                    : 1;
-  gemv_mma_kernel<T, kGroup, kMTiles, kTiles, kWarps, kSteps, false, kMinBlocks>
-      <<<blocks, kWarps * 32, 0, stream>>>(
-          static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
-          static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m),
-          int(args.n), int(args.k));
-  INT4MM_CUDA_CHECK_LAUNCH("gemv_mma_kernel");
+  launch_gemv_mma<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>(
+      static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
+      static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k),
+      stream);
 }
 
 template <int kGroup, int kM>
@@ -155,6 +180,17 @@ void gemv_mma(const MmArgs& args, const GemvShape& shape) {
       if constexpr (!std::is_same_v<T, float>) {
         auto launch = [&](auto m_tiles, auto tiles) {
           constexpr int kMTiles = decltype(m_tiles)::value, kTiles = decltype(tiles)::value;
+          if constexpr (kGroup == 128 && kTiles == 2) {  // staged A: the shapes of staged_a_built
+            if (shape.staged_a) {
+              if constexpr (kMTiles == 1) {
+                return launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true>(args, stream);
+              } else if (shape.warps == 2 * kGemvWarps) {
+                return launch_mma<T, kGroup, kMTiles, 2, 2, 2 * kGemvWarps, true>(args, stream);
+              } else {
+                return launch_mma<T, kGroup, kMTiles, 2, 2, kGemvWarps, true>(args, stream);
+              }
+            }
+          }
           if constexpr (kGroup <= 128) {
             if constexpr (kGroup == 128 && kMTiles == 1 && kTiles == 4) {
               if (shape.warps == 2 * kGemvWarps) {
@@ -290,22 +326,28 @@ bool available() {
   return present;
 }
 
-void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps) {
+void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps, bool staged_a) {
   const int t = tiles_per_block;
   const bool tiles_ok = args.m <= 8 ? t == 1 || t == 2 || t == 4 : args.m <= 16 ? t == 2 || t == 4 : t == 1;
-  const bool warps_ok = warps == kGemvWarps || (warps == 2 * kGemvWarps && args.m <= 8 && t == 4 && steps == 2 &&
-                                                args.group_size == 128);
-  if (!tiles_ok || (steps != 2 && steps != 4) || steps * 64 % args.group_size != 0 || !warps_ok) {
+  const bool warps_ok = warps == kGemvWarps || staged_a ||
+                        (warps == 2 * kGemvWarps && args.m <= 8 && t == 4 && steps == 2 && args.group_size == 128);
+  const GemvShape shape{t, steps, warps, staged_a};
+  const bool staged_ok = !staged_a || staged_a_built(args, shape);
+  if (!tiles_ok || (steps != 2 && steps != 4) || steps * 64 % args.group_size != 0 || !warps_ok || !staged_ok) {
     fail("gemv_mma_with", "no kernel for tiles_per_block=", t, ", steps=", steps, ", warps=", warps,
-         " at M=", args.m, ", group_size=", args.group_size,
+         ", staged_a=", staged_a ? "true" : "false", " at M=", args.m, ", group_size=", args.group_size,
          " (tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32; steps 2 or 4, whole groups;"
-         " 8 warps, or 16 with 4 tiles, 2 steps and group 128 up to M = 8)");
+         " 8 warps, or 16 with 4 tiles, 2 steps and group 128 up to M = 8;"
+         " staged A: group 128, 2 tiles, 8 warps and 4 steps at M = 5..8, 8 or 16 warps and 2 steps at M = 9..16)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {
     fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),
          " lda=", args.lda);
   }
-  gemv_mma(args, {t, steps, warps});
+  if (staged_a && !a_rows_16_byte_aligned(args)) {
+    fail("gemv_mma_with", "staged A needs 16-byte aligned rows of A (lda % 8 == 0), got lda=", args.lda);
+  }
+  gemv_mma(args, shape);
 }
 
 }  // namespace int4mm::detail::cuda

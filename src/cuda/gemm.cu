@@ -111,11 +111,12 @@ void gemm_wgmma_with(const MmArgs& args, int tokens, bool direct) {
 void gemm_wgmma_mm(const MmArgs& args) {
   // Rows per block: the smallest that holds M, 256 beyond; but 128 for
   // M = 129..256 where 256-row tiles would leave half the SMs without one
-  // and K <= 8192 (v7.2: 4096 x 4096 at M = 256 ran in 26.3 us against
-  // 32.0, 8192 x 8192 in 62.0 against 64.6; 14336 x 4096 within 3%).
+  // and K <= 4096 (v7.2: 4096 x 4096 at M = 256 ran in 26.3 us against
+  // 32.0; v8, with even stream-K splits: 23.7 against 26.1-26.9, while
+  // 8192 x 8192 ran faster in 256 rows, 57.1 against 59.5).
   const int64_t sms = sm_count();
   const int64_t wide_tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN;  // along N
-  const bool few_tiles = 2 * wide_tiles < sms && args.k <= 8192;
+  const bool few_tiles = 2 * wide_tiles < sms && args.k <= 4096;
   const int tokens = args.m <= 16   ? 16
                      : args.m <= 32 ? 32
                      : args.m <= 64 ? 64

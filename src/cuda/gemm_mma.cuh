@@ -71,44 +71,6 @@ struct GemmShape {
   }
 };
 
-// 16-byte global -> shared copy (dst: a shared-space address), zero-filled
-// where !valid (src-size 0: nothing is read). No L2::cache_hint variant:
-// with nvcc 13.0, cp.async with an evict-first createpolicy operand compiled
-// in some kernels to an LDGSTS whose uniform descriptor registers were never
-// written, an illegal instruction on the H100 (docs/cuda.md, v5).
-__device__ __forceinline__ void cp_async_16(uint32_t d, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
-}
-
-// Four 8x8 16-bit matrices from shared memory; lane l gives the address of
-// row l % 8 of matrix l / 8 and receives, per matrix, row l / 4, columns
-// 2 (l % 4) and 2 (l % 4) + 1: an mma B fragment half.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&d)[4], const void* row) {
-  const uint32_t address = uint32_t(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(address));
-}
-
-// Two of them (lanes 0-15 give the row addresses): one B fragment.
-__device__ __forceinline__ void ldmatrix_x2(uint32_t (&d)[2], const void* row) {
-  const uint32_t address = uint32_t(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];"
-               : "=r"(d[0]), "=r"(d[1])
-               : "r"(address));
-}
-
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
-  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
-
 template <typename T,          // half or __nv_bfloat16
           int kGroupSize,      // 64, 128 or 256
           typename Shape>      // GemmShape

@@ -43,8 +43,11 @@
 // is a whole tile writes C directly (through shared memory, 16-byte rows);
 // the blocks sharing a split tile (at most 2 segments per block: its first
 // and last) leave float32 partials in the workspace and the last to arrive
-// adds them up and writes C: no zeroed float32 C, no conversion kernel. One
-// block per tile (nothing split) is the other choice (dispatch: gemm.cu).
+// adds them up and writes C: no zeroed float32 C, no conversion kernel.
+// With fewer tiles than blocks, the grid shrinks to a whole number of blocks
+// per tile where that keeps >= 90% of them (v8): each block then runs one
+// segment (one pipeline fill), K split evenly. One block per tile (nothing
+// split) is the other choice (dispatch: gemm.cu).
 //
 // Limitations:
 //   1. sm_90a only (dispatch checks compute capability 9.0; the sm_80 build
@@ -428,6 +431,11 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   int64_t grid = tiles, dp_tiles = tiles;
   if (!one_block_per_tile) {
     grid = std::max<int64_t>(1, std::min<int64_t>(int64_t(sm_count()) * blocks_per_sm, tiles * steps / 2));
+    // Fewer tiles than blocks: a whole number of blocks per tile where that
+    // keeps >= 90% of them (K split evenly, v8), so that each block runs one
+    // segment: one pipeline fill, no tile boundary inside its run.
+    const int64_t splits = grid / tiles;
+    if (splits >= 2 && 10 * splits * tiles >= 9 * grid) grid = splits * tiles;
     dp_tiles = tiles / grid * grid;
     if (dp_tiles < tiles && (tiles - dp_tiles) * steps < 2 * grid) {
       dp_tiles = std::max<int64_t>(0, dp_tiles - grid);  // too few stream-K units: one wave fewer

@@ -13,6 +13,16 @@
 //         └──────────────────┴──────────────────┴─────┴──────────────────┘
 //   then the warps' partial C fragments are summed through shared memory.
 //
+// Activations, two ways (kStagedA):
+//   direct   each lane loads its B fragments from global memory, 4-byte
+//            pairs (two per k16 and m-tile): 8 rows x 16 bytes per warp load
+//   staged   the warp copies its chunk of A (8 kMTiles rows x kSteps x 64 k)
+//            into its own shared buffer with 16-byte cp.async, full 128-byte
+//            lines, zero-filled past M and K; ldmatrix then hands out the B
+//            fragments (one x4 per k16 and two m-tiles). A quarter of the
+//            L1 wavefronts and half the L2 sectors of direct at 16 rows,
+//            where A's loads outnumber the weights' (v8).
+//
 // Math, per group g and output (m, n), all in float32 (CONTRACT.md):
 //   C[m][n] += scale[g][n] * sum_k A[m][k] * (q[n][k] - 8)  +  zero[g][n] * sum_k A[m][k]
 // The first sum is an mma with the exact integers q - 8 (exact in fp16 and
@@ -29,7 +39,8 @@
 // Limitations:
 //   1. M <= 8 * kMTiles (kMTiles <= 4): larger M goes to gemm_mma or cuBLAS.
 //   2. A's rows must be 4-byte aligned (lda even, base aligned): the B
-//      fragment is loaded as 32-bit pairs. dispatch.cu falls back otherwise.
+//      fragment is loaded as 32-bit pairs; 16-byte aligned (lda % 8 == 0)
+//      for staged A. dispatch.cu falls back otherwise.
 //   3. No split-K across blocks: N below ~16 x (number of SMs) leaves SMs idle.
 //
 // Tested by tests/cuda/test_cuda.cpp, timed by `int4mm bench --backend cuda`.
@@ -58,6 +69,44 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* ptr, uint64_t polic
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(ptr), "l"(policy));
   return v;
+}
+
+// 16-byte global -> shared copy (dst: a shared-space address), zero-filled
+// where !valid (src-size 0: nothing is read). No L2::cache_hint variant:
+// with nvcc 13.0, cp.async with an evict-first createpolicy operand compiled
+// in some kernels to an LDGSTS whose uniform descriptor registers were never
+// written, an illegal instruction on the H100 (docs/cuda.md, v5).
+__device__ __forceinline__ void cp_async_16(uint32_t d, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
+}
+
+// Four 8x8 16-bit matrices from shared memory; lane l gives the address of
+// row l % 8 of matrix l / 8 and receives, per matrix, row l / 4, columns
+// 2 (l % 4) and 2 (l % 4) + 1: an mma B fragment half.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&d)[4], const void* row) {
+  const uint32_t address = uint32_t(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(address));
+}
+
+// Two of them (lanes 0-15 give the row addresses): one B fragment.
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&d)[2], const void* row) {
+  const uint32_t address = uint32_t(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];"
+               : "=r"(d[0]), "=r"(d[1])
+               : "r"(address));
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
 }
 
 // D = A * B + D for m16n8k16, fp32 accumulators, T in {half, bf16}.
@@ -131,7 +180,7 @@ template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
           int kTiles,      // 16-row tiles per block: each B fragment serves kTiles mmas
           int kWarps,      // warps per block, splitting K
           int kSteps,      // 64-k steps per chunk: kTiles * kSteps 16-byte loads per lane
-          bool kPrefetch,  // load chunk i + 1 while computing chunk i (twice the registers)
+          bool kStagedA,   // activations through shared memory (dynamic: gemv_staged_a_bytes)
           int kMinBlocks>  // blocks per SM the register budget must allow
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gemv_mma_kernel(const T* __restrict__ a,         // [m, k], row stride lda
@@ -156,13 +205,37 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const int tile0 = blockIdx.x * kTiles;
   const uint64_t policy = l2_evict_first_policy();
 
-  // Rows of A this lane feeds into the B fragment (column g of each m-tile).
+  // Direct A: the rows this lane feeds into the B fragment (column g of each m-tile).
   const T* a_row[kMTiles];
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
     const int row = mt * 8 + g;
     a_row[mt] = row < m ? a + int64_t(row) * lda + 2 * t : nullptr;
   }
+  // Staged A: this warp's buffer, [row][16-byte unit] with unit u of row r
+  // at u ^ (r % 8) (ldmatrix's 8 rows hit 8 different bank groups). Lane l
+  // gives ldmatrix row l % 8 of matrix l / 8: m-tile 2 p + l / 16 (x4) and
+  // k half (l / 8) % 2; ld_unit[j] is its swizzled unit for k16 j of a step.
+  constexpr int kRowsA = kMTiles * 8;
+  constexpr int kUnits = kChunkK / 8;  // per row and chunk
+  constexpr int kRowBytes = kUnits * 16;
+  extern __shared__ uint4 gemv_staged_a[];
+  const uint32_t a_buf = uint32_t(__cvta_generic_to_shared(gemv_staged_a)) + warp * kRowsA * kRowBytes;
+  const uint8_t* const ld_base = reinterpret_cast<const uint8_t*>(gemv_staged_a) + warp * kRowsA * kRowBytes +
+                                 ((kMTiles > 1 ? (lane >> 4) * 8 : 0) + (lane & 7)) * kRowBytes;
+  uint32_t ld_unit[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) ld_unit[j] = ((2 * j + ((lane >> 3) & 1)) ^ (lane & 7)) * 16;
+  auto stage_a = [&](int chunk) {
+#pragma unroll
+    for (int i = 0; i < kRowsA * kUnits / 32; ++i) {
+      const int row = (i * 32 + lane) / kUnits, unit = (i * 32 + lane) % kUnits;
+      const int kk = chunk * kChunkK + unit * 8;
+      const bool ok = row < m && kk < k;
+      cp_async_16(a_buf + row * kRowBytes + ((unit ^ (row & 7)) << 4), ok ? a + int64_t(row) * lda + kk : a, ok);
+    }
+    cp_async_commit();
+  };
 
   uint32_t ones[4];
   {
@@ -173,8 +246,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   float acc[kTiles][kMTiles][4] = {};
 
   // Loads of one chunk: the weights and the scale/zero pairs of its groups.
-  uint4 w_next[kTiles][kSteps];
-  T2 sz_next[kTiles][kGroupsPerChunk][2];
+  uint4 w[kTiles][kSteps];
+  T2 sz_cur[kTiles][kGroupsPerChunk][2];
   auto load_chunk = [&](int chunk) {
 #pragma unroll
     for (int tt = 0; tt < kTiles; ++tt) {
@@ -183,8 +256,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
       for (int i = 0; i < kSteps; ++i) {
         const int step = chunk * kSteps + i;
-        w_next[tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
-                                                : make_uint4(0, 0, 0, 0);
+        w[tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
+                                           : make_uint4(0, 0, 0, 0);
       }
       const int row0 = (tile0 + tt) * 16 + g;
 #pragma unroll
@@ -193,28 +266,22 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         const bool group_ok = group * kGroupSize < k;
         const T2 zero2{T(0.0f), T(0.0f)};
         const T* p = sz + (int64_t(group) * n + row0) * 2;
-        sz_next[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
-        sz_next[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
+        sz_cur[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
+        sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
       }
     }
   };
 
-  if (kPrefetch && warp < chunks) load_chunk(warp);
   for (int chunk = warp; chunk < chunks; chunk += kWarps) {
-    if (!kPrefetch) load_chunk(chunk);
-    uint4 w[kTiles][kSteps];
-    T2 sz_cur[kTiles][kGroupsPerChunk][2];
-#pragma unroll
-    for (int tt = 0; tt < kTiles; ++tt) {
-#pragma unroll
-      for (int i = 0; i < kSteps; ++i) w[tt][i] = w_next[tt][i];
-#pragma unroll
-      for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
-        sz_cur[tt][gi][0] = sz_next[tt][gi][0];
-        sz_cur[tt][gi][1] = sz_next[tt][gi][1];
-      }
+    if constexpr (kStagedA) {
+      __syncwarp();  // every lane's ldmatrix of the last chunk is done
+      stage_a(chunk);
     }
-    if (kPrefetch && chunk + kWarps < chunks) load_chunk(chunk + kWarps);
+    load_chunk(chunk);
+    if constexpr (kStagedA) {
+      cp_async_wait<0>();
+      __syncwarp();
+    }
 
     float part[kTiles][kMTiles][4] = {};  // sum A * (q - 8) over the current group
     float asum[kMTiles][4] = {};          // sum A over the current group (every tile's)
@@ -224,13 +291,29 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
       for (int j = 0; j < 4; ++j) {
         const int k16 = i * 4 + j;  // index of this k16 sub-tile in the chunk
         const int kk = chunk * kChunkK + k16 * 16;
+        uint32_t b[kMTiles][2];  // B fragments: k halves of each m-tile
+        if constexpr (kStagedA && kMTiles == 1) {
+          ldmatrix_x2(b[0], ld_base + i * 128 + ld_unit[j]);
+        } else if constexpr (kStagedA) {
+#pragma unroll
+          for (int p = 0; p < kMTiles / 2; ++p) {
+            uint32_t d[4];
+            ldmatrix_x4(d, ld_base + p * 16 * kRowBytes + i * 128 + ld_unit[j]);
+            b[2 * p][0] = d[0], b[2 * p][1] = d[1], b[2 * p + 1][0] = d[2], b[2 * p + 1][1] = d[3];
+          }
+        } else {
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            b[mt][0] = b[mt][1] = 0;
+            if (a_row[mt] != nullptr && kk < k) {
+              b[mt][0] = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk);
+              b[mt][1] = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk + 8);
+            }
+          }
+        }
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
-          uint32_t b0 = 0, b1 = 0;
-          if (a_row[mt] != nullptr && kk < k) {
-            b0 = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk);
-            b1 = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk + 8);
-          }
+          const uint32_t b0 = b[mt][0], b1 = b[mt][1];
           mma_m16n8k16<T>(asum[mt], ones, b0, b1);
 #pragma unroll
           for (int tt = 0; tt < kTiles; ++tt) {
@@ -303,6 +386,27 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     const int col = mt * 8 + 2 * (l & 3) + (e & 1);
     if (row < n && col < m) c[int64_t(col) * ldc + row] = from_float<T>(sum);
   }
+}
+
+// Dynamic shared memory of gemv_mma with staged A: each warp's chunk of A.
+template <typename T, int kMTiles, int kWarps, int kSteps>
+constexpr int gemv_staged_a_bytes() {
+  return kWarps * kMTiles * 8 * kSteps * 64 * int(sizeof(T));
+}
+
+// Host side: one gemv_mma launch, one block per kTiles weight tiles.
+template <typename T, int kGroupSize, int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, int kMinBlocks>
+void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, T* c, int64_t ldc, int m, int n,
+                     int k, cudaStream_t stream) {
+  auto kernel = gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>;
+  constexpr int kSmem = kStagedA ? gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0;
+  if constexpr (kSmem > 0) {
+    static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+    resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem (once per device)
+  }
+  const int blocks = ((n + 15) / 16 + kTiles - 1) / kTiles;
+  kernel<<<blocks, kWarps * 32, kSmem, stream>>>(a, lda, packed, sz, c, ldc, m, n, k);
+  INT4MM_CUDA_CHECK_LAUNCH("gemv_mma_kernel");
 }
 
 }  // namespace int4mm::detail::cuda

@@ -212,15 +212,16 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())),
     case_name);
 
-// gemv_mma's every shape (tiles per block x steps per chunk x warps), which
-// dispatch picks by M, N and group size: N leaves the last block partly
-// empty, K ends inside a chunk (and, with 16 warps, gives some warps one
-// chunk more than others).
-class GemvShapes : public ::testing::TestWithParam<std::tuple<int, int, int, Shape, DType, int64_t>> {};
+// gemv_mma's every shape (tiles per block x steps per chunk x warps x A
+// direct or staged in shared memory), which dispatch picks by M, N, group
+// size and alignment: N leaves the last block partly empty, K ends inside a
+// chunk (and, with 16 warps, gives some warps one chunk more than others),
+// M leaves staged rows to zero-fill.
+class GemvShapes : public ::testing::TestWithParam<std::tuple<int, int, int, bool, Shape, DType, int64_t>> {};
 
 TEST_P(GemvShapes, MatchOracle) {
   SKIP_WITHOUT_GPU();
-  const auto [tiles, steps, warps, shape, dtype, group_size] = GetParam();
+  const auto [tiles, steps, warps, staged_a, shape, dtype, group_size] = GetParam();
   const auto [m, n, k] = shape;
   if (k % group_size != 0 || steps * 64 % group_size != 0) GTEST_SKIP() << "no such shape for this group";
   if (m > 8 && tiles == 1) GTEST_SKIP() << "M = 9..16 takes 2 or 4 tiles";
@@ -228,21 +229,22 @@ TEST_P(GemvShapes, MatchOracle) {
   const int64_t ldc = n + 3;
   GpuProblem gpu(p, ldc);
   const Options options{Backend::kCuda};
-  detail::cuda::gemv_mma_with(gpu.args(ldc, options), tiles, steps, warps);
+  detail::cuda::gemv_mma_with(gpu.args(ldc, options), tiles, steps, warps, staged_a);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemv_mma");
 }
 
 std::string gemv_case_name(const ::testing::TestParamInfo<GemvShapes::ParamType>& param) {
-  const auto [tiles, steps, warps, shape, dtype, group_size] = param.param;
+  const auto [tiles, steps, warps, staged_a, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
-  return detail::concat("t", tiles, "_s", steps, "_w", warps, "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype),
+  return detail::concat("t", tiles, "_s", steps, "_w", warps, staged_a ? "_staged" : "", "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype),
                         "_g", group_size);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     OddShapes, GemvShapes,
     ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(2, 4), ::testing::Values(8),
+                       ::testing::Values(false),
                        ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{13, 136, 1344}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(64), int64_t(128), int64_t(256))),
@@ -250,8 +252,24 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     Warps16, GemvShapes,
-    ::testing::Combine(::testing::Values(4), ::testing::Values(2), ::testing::Values(16),
+    ::testing::Combine(::testing::Values(4), ::testing::Values(2), ::testing::Values(16), ::testing::Values(false),
                        ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{8, 300, 4160}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    gemv_case_name);
+
+// Staged A (group 128): the chunks of 33 or 34 64-k steps fall unevenly
+// on the warps, the last staged rows past M are zero-filled.
+INSTANTIATE_TEST_SUITE_P(
+    StagedA8, GemvShapes,
+    ::testing::Combine(::testing::Values(2), ::testing::Values(4), ::testing::Values(8), ::testing::Values(true),
+                       ::testing::Values(Shape{5, 40, 1280}, Shape{8, 136, 4224}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    gemv_case_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    StagedA16, GemvShapes,
+    ::testing::Combine(::testing::Values(2), ::testing::Values(2), ::testing::Values(8, 16), ::testing::Values(true),
+                       ::testing::Values(Shape{9, 40, 1280}, Shape{13, 136, 4224}, Shape{16, 300, 4352}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
@@ -261,18 +279,27 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   const Options options{Backend::kCuda};
   detail::MmArgs args{DType::kBFloat16, nullptr, 256, nullptr, nullptr, nullptr, 64, 12, 64, 256, 256, &options};
   expect_error([&] { detail::cuda::gemv_mma_with(args, 1, 4); },
-               "gemv_mma_with: no kernel for tiles_per_block=1, steps=4, warps=8 at M=12, group_size=256");
+               "gemv_mma_with: no kernel for tiles_per_block=1, steps=4, warps=8, staged_a=false at M=12, "
+               "group_size=256");
+  args.lda = 260;  // staged A takes 16-byte aligned rows only
+  args.group_size = 128;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 8, true); },
+               "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0), got lda=260");
+  args.lda = 256;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 4, 8, true); }, "steps=4, warps=8, staged_a=true at M=12");
+  args.group_size = 256;
   args.m = 4;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 4, 8, true); }, "staged_a=true at M=4");
   expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2); },
-               "tiles_per_block=2, steps=2, warps=8 at M=4, group_size=256");
+               "tiles_per_block=2, steps=2, warps=8, staged_a=false at M=4, group_size=256");
   expect_error([&] { detail::cuda::gemv_mma_with(args, 3, 4); }, "tiles_per_block=3");
   args.group_size = 128;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 16); }, "tiles_per_block=2, steps=2, warps=16 at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 16); }, "tiles_per_block=2, steps=2, warps=16, staged_a=false at M=4");
   args.m = 12;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16 at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16, staged_a=false at M=12");
   args.m = 8;
   args.group_size = 64;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16 at M=8, group_size=64");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16, staged_a=false at M=8, group_size=64");
 }
 
 // gemm_wgmma's every configuration (rows per block x persistent grid with a
@@ -333,21 +360,25 @@ TEST(CudaKernels, PublicApiDispatchesEveryM) {
 
 TEST(CudaKernels, MisalignedActivationsFallBackCorrectly) {
   SKIP_WITHOUT_GPU();
-  // A with an odd row stride: the GEMV's 32-bit loads cannot be used.
-  Problem p = make_problem(3, 24, 128, 64, DType::kBFloat16);
-  const int64_t lda = p.k + 1;
-  HostArray a_strided(p.dtype, p.m * lda);
-  for (int64_t i = 0; i < p.m; ++i) {
-    for (int64_t l = 0; l < p.k; ++l) a_strided.set(i * lda + l, p.a.get(i * p.k + l));
+  // A with an odd row stride (M = 3: the GEMV's 32-bit loads cannot be
+  // used), and with rows 4- but not 16-byte aligned (M = 12: the GEMV's
+  // staged A cannot be used, its direct loads can).
+  for (const auto& [m, pad, group_size] : {std::tuple{3, 1, 64}, std::tuple{12, 2, 128}}) {
+    Problem p = make_problem(m, 24, 256, group_size, DType::kBFloat16);
+    const int64_t lda = p.k + pad;
+    HostArray a_strided(p.dtype, p.m * lda);
+    for (int64_t i = 0; i < p.m; ++i) {
+      for (int64_t l = 0; l < p.k; ++l) a_strided.set(i * lda + l, p.a.get(i * p.k + l));
+    }
+    GpuProblem gpu(p, p.n);
+    DeviceBuffer a(a_strided.data(), a_strided.bytes.size());
+    TensorView a_view = on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.k}), a);
+    a_view.strides[0] = lda;
+    weight_int4pack_mm(a_view, gpu.packed_view(), group_size, on_gpu(p.sz_view(), gpu.sz),
+                       on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.n}), gpu.c));
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    expect_matches_oracle(p, oracle(p), gpu.result(p.n), p.n, detail::concat("misaligned A, M=", m));
   }
-  GpuProblem gpu(p, p.n);
-  DeviceBuffer a(a_strided.data(), a_strided.bytes.size());
-  TensorView a_view = on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.k}), a);
-  a_view.strides[0] = lda;
-  weight_int4pack_mm(a_view, gpu.packed_view(), 64, on_gpu(p.sz_view(), gpu.sz),
-                     on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.n}), gpu.c));
-  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  expect_matches_oracle(p, oracle(p), gpu.result(p.n), p.n, "misaligned A");
 }
 
 class MetalPort : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};

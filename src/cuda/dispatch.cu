@@ -3,13 +3,15 @@
 //
 //   dtype        M         kernel                               why
 //   fp16/bf16    1..8      gemv_mma<kMTiles = 1>, tiles per     memory-bound; tensor cores do
-//                          block and steps per chunk by M,      the math, weights read once;
-//                          N and group (gemv_shape)             each activation fragment feeds
-//                                                               kTiles tiles
-//                9..16     gemv_mma<2, kTiles = 4 | 2>, but     gemv_mma re-reads A per block:
-//                          where N K >= 2^27, or >= 2^25 and    at 16 rows that traffic shows
-//                          K >= 1.5 N (or, with gemm_wgmma,
-//                          N >= 3 K), as 17.. below
+//                          block, steps per chunk, warps and    the math, weights read once;
+//                          staged A by M, N, group and          each activation fragment feeds
+//                          alignment (gemv_shape)               kTiles tiles
+//                9..16     gemv_mma<2, kTiles = 4 | 2>, A       gemv_mma re-reads A per block:
+//                          staged where it can be, but where    at 16 rows that traffic shows
+//                          N K >= 2^27, or >= 2^25 and N >= 3 K
+//                          (gemm_wgmma) or K >= 1.5 N (but not
+//                          with gemm_wgmma where A is staged),
+//                          as 17.. below
 //                17..      compute capability 9.0:              wgmma (sm_90a): the weights
 //                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
 //                          block; whole waves of tiles, last    the activations read by the
@@ -21,7 +23,7 @@
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
-// The thresholds are the H100 measurements of docs/cuda.md (v4, v5, v6; bench/tune_mma.cu).
+// The thresholds are the H100 measurements of docs/cuda.md (v4-v8; bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
 #include <atomic>

@@ -2,7 +2,10 @@
 # One device call: build for sm_90a, run the CUDA tests, compute-sanitizer,
 # the CUDA bench and PyTorch's tinygemm on the same shapes. Run through the
 # device tool from the repo root, carrying .devdeps (see docs/cuda.md):
-#   bash scripts/device_cuda.sh [build|test|bench|tune|all]
+#   bash scripts/device_cuda.sh [build|test|bench|tune|jit|all]
+# (jit: the tests with every kernel compiled by the driver from the
+# compute_80 PTX, CUDA_FORCE_PTX_JIT=1: the path a GPU newer than the SASS
+# targets takes; gemm_wgmma is not dispatched there.)
 # Results land in $OUT (bench-*.json, logs). Variables: DTYPES, SHAPES, MS,
 # GROUP_SIZES (group sizes timed beside 128), SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY,
 # SANITIZE=0 (tests without compute-sanitizer: a call's 10 minutes hold
@@ -21,6 +24,18 @@ if [ -d .devdeps ]; then
     ninja -C /tmp/gtest install >/dev/null || { echo "googletest build failed"; exit 1; }
 fi
 
+if [ "$what" = jit ]; then
+  cmake -S . -B build-jit -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DINT4MM_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a;-gencode=arch=compute_80,code=compute_80" \
+    >/tmp/configure.log 2>&1 || { tail -30 /tmp/configure.log; exit 1; }
+  ninja -C build-jit test_cuda int4mm_cli >/tmp/build.log 2>&1 || { grep -E "error|FAILED" /tmp/build.log | head -40; exit 1; }
+  # cuBLAS does not initialize under forced JIT (CUBLAS_STATUS_INTERNAL_ERROR):
+  # the tests that reach it are left out.
+  CUDA_FORCE_PTX_JIT=1 ./build-jit/tests/cuda/test_cuda --gtest_brief=1 \
+    --gtest_filter='-*dequant_cublas*:CudaKernels.Public*:CudaKernels.Misaligned*' > "$OUT/test_cuda_jit.log" 2>&1
+  echo "test_cuda (PTX JIT) exit $?:"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|error" "$OUT/test_cuda_jit.log" | head -30
+  exit 0
+fi
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DINT4MM_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a" >/tmp/configure.log 2>&1 ||
   { tail -30 /tmp/configure.log; exit 1; }

@@ -92,13 +92,20 @@ void gemm_mma_mm(const MmArgs& args) {
   });
 }
 
+// Compute capability 9.0, and gemm_wgmma loaded from its sm_90a code: a
+// kernel the driver compiled from the compute_80 PTX instead (which
+// CUDA_FORCE_PTX_JIT=1 forces, and which tests the path newer GPUs take) has
+// an empty body there.
 bool wgmma_available() {
   static std::atomic<int> cache[kMaxCachedDevices] = {};
   return cached_per_device(cache, [](int device) {
            int major = 0, minor = 0;
            INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
            INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-           return major == 9 && minor == 0 ? 1 : 2;  // 0 means "not asked yet"
+           if (major != 9 || minor != 0) return 2;  // 0 means "not asked yet"
+           cudaFuncAttributes attributes{};
+           INT4MM_CUDA_CHECK(cudaFuncGetAttributes(&attributes, gemm_wgmma_kernel<half, 128, 64, 8, 1>));
+           return attributes.ptxVersion >= 90 ? 1 : 2;
          }) == 1;
 }
 

@@ -40,8 +40,9 @@ void dequant_gemm_with(const MmArgs& args, int64_t chunk_rows);
 // 16-row weight tiles per block (1, 2 or 4 up to M = 8; 2 or 4 up to 16; 1
 // up to 32), 64-k steps per chunk (2 or 4, holding whole groups) and warps
 // per block (8; or 16 with 4 tiles, 2 steps and group 128 up to M = 8);
-// staged_a: A through shared memory (M = 9..16, 8 warps, group >= 128, rows
-// of A 16-byte aligned).
+// staged_a: A through shared memory (group 128, rows of A 16-byte aligned;
+// 2 tiles: 4 steps and 8 warps at M = 5..8, 2 steps and 8 or 16 warps at
+// M = 9..16).
 void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps = 8, bool staged_a = false);
 
 // kGemmWgmma with an explicit configuration, for tests and benchmarks

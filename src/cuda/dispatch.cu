@@ -90,9 +90,9 @@ namespace {
 //             <= 64, else 4
 //   M 9..16   group 128 staged: 2 tiles, 2 steps, 16 warps where the blocks
 //             fit one per SM, else 8 (8192 x 8192 at M = 16 20.5 us against
-//             22.5, 4096 x 4096 7.9 against 10.0, v8). Else group 32: 2
-//             tiles; 4 where wide, 2 otherwise; 2 steps for group <= 64,
-//             else 4
+//             22.5, 4096 x 4096 7.9 against 10.0, v8). Otherwise 2 tiles
+//             for group 32, else 4 where wide and 2 elsewhere; 2 steps for
+//             group <= 64, else 4
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 struct GemvShape {
   int tiles, steps, warps = kGemvWarps;
@@ -347,7 +347,8 @@ void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps
          " lda=", args.lda);
   }
   if (staged_a && !a_rows_16_byte_aligned(args)) {
-    fail("gemv_mma_with", "staged A needs 16-byte aligned rows of A (lda % 8 == 0), got lda=", args.lda);
+    fail("gemv_mma_with", "staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), got lda=",
+         args.lda);
   }
   gemv_mma(args, shape);
 }

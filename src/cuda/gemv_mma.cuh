@@ -19,9 +19,10 @@
 //   staged   the warp copies its chunk of A (8 kMTiles rows x kSteps x 64 k)
 //            into its own shared buffer with 16-byte cp.async, full 128-byte
 //            lines, zero-filled past M and K; ldmatrix then hands out the B
-//            fragments (one x4 per k16 and two m-tiles). A quarter of the
-//            L1 wavefronts and half the L2 sectors of direct at 16 rows,
-//            where A's loads outnumber the weights' (v8).
+//            fragments (one x4 per k16 and two m-tiles). At 16 rows, where
+//            A's loads outnumber the weights', that is about a quarter of
+//            direct's L1 wavefronts and half its L2 sectors (an estimate;
+//            measured: docs/cuda.md, v8).
 //
 // Math, per group g and output (m, n), all in float32 (CONTRACT.md):
 //   C[m][n] += scale[g][n] * sum_k A[m][k] * (q[n][k] - 8)  +  zero[g][n] * sum_k A[m][k]
@@ -215,7 +216,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // Staged A: this warp's buffer, [row][16-byte unit] with unit u of row r
   // at u ^ (r % 8) (ldmatrix's 8 rows hit 8 different bank groups). Lane l
   // gives ldmatrix row l % 8 of matrix l / 8: m-tile 2 p + l / 16 (x4) and
-  // k half (l / 8) % 2; ld_unit[j] is its swizzled unit for k16 j of a step.
+  // k half (l / 8) % 2; ld_unit[j] is the byte offset of its swizzled unit
+  // for k16 j of a step.
   constexpr int kRowsA = kMTiles * 8;
   constexpr int kUnits = kChunkK / 8;  // per row and chunk
   constexpr int kRowBytes = kUnits * 16;

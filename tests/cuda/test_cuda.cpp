@@ -284,7 +284,7 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   args.lda = 260;  // staged A takes 16-byte aligned rows only
   args.group_size = 128;
   expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 8, true); },
-               "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0), got lda=260");
+               "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), got lda=260");
   args.lda = 256;
   expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 4, 8, true); }, "steps=4, warps=8, staged_a=true at M=12");
   args.group_size = 256;

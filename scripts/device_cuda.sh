@@ -6,7 +6,7 @@
 # (jit: the tests with every kernel compiled by the driver from the
 # compute_80 PTX, CUDA_FORCE_PTX_JIT=1: the path a GPU newer than the SASS
 # targets takes; gemm_wgmma is not dispatched there.)
-# Results land in $OUT (bench-*.json, logs). Variables: DTYPES, SHAPES, MS,
+# Results land in $OUT (bench.tgz: bench-*.json / .txt and torch.*; logs). Variables: DTYPES, SHAPES, MS,
 # GROUP_SIZES (group sizes timed beside 128), SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY,
 # SANITIZE=0 (tests without compute-sanitizer: a call's 10 minutes hold
 # either the sanitizers or the tune run, not both).
@@ -83,4 +83,7 @@ if [ "$what" != test ]; then
   done
   [ -n "${SKIP_TORCH:-}" ] || PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes "$shapes" --m "$ms" \
     --json "$OUT/torch.json" 2>&1 | tee "$OUT/torch.txt"
+  # The device tool returns 8 files at most: the bench's outputs go back as one tarball.
+  (cd "$OUT" && files=$(ls bench-*.json bench-*.txt torch.json torch.txt 2>/dev/null) &&
+    tar czf bench.tgz $files && rm -f $files && echo "results: bench.tgz ($(echo $files | wc -w) files)")
 fi

@@ -6,10 +6,11 @@
 # (jit: the tests with every kernel compiled by the driver from the
 # compute_80 PTX, CUDA_FORCE_PTX_JIT=1: the path a GPU newer than the SASS
 # targets takes; gemm_wgmma is not dispatched there.)
-# Results land in $OUT (bench.tgz: bench-*.json / .txt and torch.*; logs). Variables: DTYPES, SHAPES, MS,
-# GROUP_SIZES (group sizes timed beside 128), SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY,
-# SANITIZE=0 (tests without compute-sanitizer: a call's 10 minutes hold
-# either the sanitizers or the tune run, not both).
+# Results land in $OUT (bench.tgz: bench-*.json / .txt and torch.*; logs).
+# Variables: DTYPES, SHAPES, MS, GROUP_SIZES (group sizes timed beside 128),
+# SKIP_TORCH, TUNE_SHAPES, TUNE_ONLY, SANITIZE=0 (tests without
+# compute-sanitizer: a call's 10 minutes hold either the sanitizers or the
+# tune run, not both).
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}

@@ -84,6 +84,16 @@ int cached_per_device(std::atomic<int> (&cache)[kMaxCachedDevices], F&& query) {
   return value;
 }
 
+// Allows `kernel` `smem` bytes of dynamic shared memory (above 48 KB it must
+// be asked for), once per device: `cache` is the caller's static array.
+template <typename Kernel>
+void allow_dynamic_smem(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int smem) {
+  cached_per_device(cache, [&](int) {
+    INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return 1;
+  });
+}
+
 // Blocks of `kernel` resident per SM with `threads` threads and `smem` bytes
 // of dynamic shared memory (at least 1), asked once per device: `cache` is
 // the caller's static array, one per kernel. A kernel with dynamic shared

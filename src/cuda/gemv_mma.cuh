@@ -403,8 +403,8 @@ void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, 
   auto kernel = gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>;
   constexpr int kSmem = kStagedA ? gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0;
   if constexpr (kSmem > 0) {
-    static std::atomic<int> occupancy[kMaxCachedDevices] = {};
-    resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem (once per device)
+    static std::atomic<int> allowed[kMaxCachedDevices] = {};
+    allow_dynamic_smem(allowed, kernel, kSmem);
   }
   const int blocks = ((n + 15) / 16 + kTiles - 1) / kTiles;
   kernel<<<blocks, kWarps * 32, kSmem, stream>>>(a, lda, packed, sz, c, ldc, m, n, k);

@@ -237,8 +237,8 @@ TEST_P(GemvShapes, MatchOracle) {
 std::string gemv_case_name(const ::testing::TestParamInfo<GemvShapes::ParamType>& param) {
   const auto [tiles, steps, warps, staged_a, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
-  return detail::concat("t", tiles, "_s", steps, "_w", warps, staged_a ? "_staged" : "", "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype),
-                        "_g", group_size);
+  return detail::concat("t", tiles, "_s", steps, "_w", warps, staged_a ? "_staged" : "", "_m", m, "_n", n, "_k", k,
+                        "_", dtype_name(dtype), "_g", group_size);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -284,7 +284,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   args.lda = 260;  // staged A takes 16-byte aligned rows only
   args.group_size = 128;
   expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 8, true); },
-               "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), got lda=260");
+               "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
+               "got lda=260");
   args.lda = 256;
   expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 4, 8, true); }, "steps=4, warps=8, staged_a=true at M=12");
   args.group_size = 256;
@@ -294,7 +295,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "tiles_per_block=2, steps=2, warps=8, staged_a=false at M=4, group_size=256");
   expect_error([&] { detail::cuda::gemv_mma_with(args, 3, 4); }, "tiles_per_block=3");
   args.group_size = 128;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 16); }, "tiles_per_block=2, steps=2, warps=16, staged_a=false at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 16); },
+               "tiles_per_block=2, steps=2, warps=16, staged_a=false at M=4");
   args.m = 12;
   expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16, staged_a=false at M=12");
   args.m = 8;

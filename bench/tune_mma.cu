@@ -54,13 +54,15 @@ struct Variant {
   std::function<void(const Operands&, cudaStream_t)> launch;
 };
 
-template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, int kMinBlocks, int kGroupSize = 128>
+template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW, int kMinBlocks,
+          int kGroupSize = 128>
 Variant gemv() {
   char name[96];
-  std::snprintf(name, sizeof name, "gemv M%d T%d W%d S%d %s B%d", kMTiles, kTiles, kWarps, kSteps,
-                kStagedA ? "st" : "--", kMinBlocks);
+  std::snprintf(name, sizeof name, "gemv M%d T%d W%d S%d %s %s B%d", kMTiles, kTiles, kWarps, kSteps,
+                kStagedA ? "st" : "--", kScaledW ? "sc" : "--", kMinBlocks);
   return {name, [](const Operands& o, cudaStream_t s) {
-            detail::cuda::launch_gemv_mma<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>(
+            detail::cuda::launch_gemv_mma<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW,
+                                          kMinBlocks>(
                 o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, s);
           }};
 }
@@ -107,28 +109,43 @@ template <int kG>
 std::vector<Variant> gemv_variants(int m) {
   std::vector<Variant> v;
   if (m <= 8) {
-    v = {gemv<1, 2, 8, 4, false, 2, kG>(), gemv<1, 1, 8, 4, false, 3, kG>()};
-    if constexpr (kG == 128) v.push_back(gemv<1, 4, 16, 2, false, 1, kG>());  // 16 warps
+    v = {gemv<1, 2, 8, 4, false, false, 2, kG>(), gemv<1, 1, 8, 4, false, false, 3, kG>()};
+    if constexpr (kG == 128) v.push_back(gemv<1, 4, 16, 2, false, false, 1, kG>());  // 16 warps
     if constexpr (kG <= 128) {  // chunks of 2 steps hold whole groups
-      v.push_back(gemv<1, 2, 8, 2, false, 2, kG>());
-      v.push_back(gemv<1, 2, 8, 2, false, 3, kG>());
-      v.push_back(gemv<1, 4, 8, 2, false, 2, kG>());
-      v.push_back(gemv<1, 1, 8, 2, false, 3, kG>());
+      v.push_back(gemv<1, 2, 8, 2, false, false, 2, kG>());
+      v.push_back(gemv<1, 2, 8, 2, false, false, 3, kG>());
+      v.push_back(gemv<1, 4, 8, 2, false, false, 2, kG>());
+      v.push_back(gemv<1, 1, 8, 2, false, false, 3, kG>());
     }
     if constexpr (kG == 128) {  // staged A
-      for (Variant s : {gemv<1, 2, 8, 4, true, 2, kG>(), gemv<1, 2, 8, 2, true, 3, kG>()}) {
+      for (Variant s : {gemv<1, 2, 8, 4, true, false, 2, kG>(), gemv<1, 2, 8, 2, true, false, 3, kG>(),
+                        gemv<1, 4, 16, 2, true, true, 1, kG>(), gemv<1, 2, 8, 4, true, true, 2, kG>()}) {
+        v.push_back(s);
+      }
+    }
+    if constexpr (kG <= 128) {  // scaled weights
+      for (Variant s : {gemv<1, 2, 8, 2, false, true, 3, kG>(), gemv<1, 1, 8, 2, false, true, 3, kG>(),
+                        gemv<1, 2, 8, 4, false, true, 2, kG>(), gemv<1, 4, 8, 2, false, true, 2, kG>()}) {
         v.push_back(s);
       }
     }
   } else if (m <= 16) {
-    v = {gemv<2, 4, 8, 4, false, 1, kG>(), gemv<2, 2, 8, 4, false, 1, kG>()};
+    v = {gemv<2, 4, 8, 4, false, false, 1, kG>(), gemv<2, 2, 8, 4, false, false, 1, kG>()};
     if constexpr (kG <= 128) {
-      v.push_back(gemv<2, 2, 8, 2, false, 2, kG>());
-      v.push_back(gemv<2, 4, 8, 2, false, 1, kG>());
+      v.push_back(gemv<2, 2, 8, 2, false, false, 2, kG>());
+      v.push_back(gemv<2, 4, 8, 2, false, false, 1, kG>());
     }
     if constexpr (kG == 128) {  // staged A
-      for (Variant s : {gemv<2, 2, 8, 2, true, 2, kG>(), gemv<2, 2, 16, 2, true, 1, kG>(),
-                        gemv<2, 2, 8, 4, true, 1, kG>()}) {
+      for (Variant s : {gemv<2, 2, 8, 2, true, false, 2, kG>(), gemv<2, 2, 16, 2, true, false, 1, kG>(),
+                        gemv<2, 2, 8, 4, true, false, 1, kG>()}) {
+        v.push_back(s);
+      }
+    }
+    if constexpr (kG <= 128) v.push_back(gemv<2, 2, 16, 2, false, true, 1, kG>());  // scaled weights
+    if constexpr (kG >= 64 && kG <= 128) v.push_back(gemv<2, 4, 16, 2, false, true, 1, kG>());
+    if constexpr (kG == 128) {
+      for (Variant s : {gemv<2, 4, 16, 2, true, true, 1, kG>(), gemv<2, 4, 8, 2, true, true, 2, kG>(),
+                        gemv<2, 2, 16, 2, true, true, 1, kG>()}) {
         v.push_back(s);
       }
     }
@@ -154,7 +171,7 @@ std::vector<Variant> variants(int m, int group) {
     return v;
   }
   if (m <= 32) {
-    return {gemv<4, 1, 8, 4, false, 1>(), gemm<4, 4, 8, 6>(),      wgmma<32, 8, false>(), wgmma<32, 8, true>(),
+    return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),      wgmma<32, 8, false>(), wgmma<32, 8, true>(),
             wgmma<32, 6, false, 2>(),     wgmma<32, 6, true, 2>(), wgmma<32, 4, false, 2>(), wgmma<32, 4, true, 2>()};
   }
   if (m <= 64) {

@@ -8,6 +8,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
+#include <utility>
 
 #include "core/check.h"
 #include "int4mm/int4mm.h"
@@ -84,16 +87,6 @@ int cached_per_device(std::atomic<int> (&cache)[kMaxCachedDevices], F&& query) {
   return value;
 }
 
-// Allows `kernel` `smem` bytes of dynamic shared memory (above 48 KB it must
-// be asked for), once per device: `cache` is the caller's static array.
-template <typename Kernel>
-void allow_dynamic_smem(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int smem) {
-  cached_per_device(cache, [&](int) {
-    INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return 1;
-  });
-}
-
 // Blocks of `kernel` resident per SM with `threads` threads and `smem` bytes
 // of dynamic shared memory (at least 1), asked once per device: `cache` is
 // the caller's static array, one per kernel. A kernel with dynamic shared
@@ -109,6 +102,61 @@ int resident_blocks_per_sm(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel 
     INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem));
     return blocks > 1 ? blocks : 1;
   });
+}
+
+// Programmatic dependent launch (PDL, compute capability >= 9.0): a kernel
+// launched with it may start its blocks while the kernel before it in the
+// stream finishes, up to grid_dependency_wait(), which returns once that
+// kernel has completed and its writes are visible. The kernel before lets
+// its dependents start with grid_dependents_launch() (or by finishing).
+// Without a PDL launch both are no-ops. The wait exists in code for sm_90
+// and later only: pdl_allowed() asks that `kernel` was loaded from such code
+// (not JIT-compiled from the compute_80 PTX), once per device (`cache` is
+// the caller's static array), and that INT4MM_PDL is not "0".
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void grid_dependents_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+inline bool pdl_enabled() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("INT4MM_PDL");
+    return value == nullptr || std::string_view(value) != "0";
+  }();
+  return enabled;
+}
+
+template <typename Kernel>
+bool pdl_allowed(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel) {
+  return pdl_enabled() && cached_per_device(cache, [&](int) {
+                            cudaFuncAttributes attributes{};
+                            INT4MM_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+                            return attributes.ptxVersion >= 90 ? 1 : 2;  // 0 means "not asked yet"
+                          }) == 1;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), with PDL where `pdl`.
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                   const char* name, Args&&... args) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  check_cuda(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...), name, __FILE__, __LINE__);
 }
 
 // Calls body(p) with `bytes` of device memory from the stream's memory pool,

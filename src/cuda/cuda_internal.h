@@ -36,14 +36,23 @@ MmKernel choose_kernel(const MmArgs& args);
 // rounded to a multiple of 16, balanced over the chunks).
 void dequant_gemm_with(const MmArgs& args, int64_t chunk_rows);
 
+// gemv_mma's launch shape (dispatch.cu's gemv_shape picks one per call):
+// 16-row weight tiles per block, 64-k steps per chunk, warps per block,
+// activations staged through shared memory, and weights scaled in registers
+// (rounded to the dtype, as dequantize + cuBLAS rounds them; no per-group
+// fold).
+struct GemvShape {
+  int tiles = 1;
+  int steps = 4;
+  int warps = 8;
+  bool staged_a = false;
+  bool scaled_w = false;
+};
+
 // kGemvMma with an explicit shape, for tests and benchmarks (dispatch.cu):
-// 16-row weight tiles per block (1, 2 or 4 up to M = 8; 2 or 4 up to 16; 1
-// up to 32), 64-k steps per chunk (2 or 4, holding whole groups) and warps
-// per block (8; or 16 with 4 tiles, 2 steps and group 128 up to M = 8);
-// staged_a: A through shared memory (group 128, rows of A 16-byte aligned;
-// 2 tiles: 4 steps and 8 warps at M = 5..8, 2 steps and 8 or 16 warps at
-// M = 9..16).
-void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps = 8, bool staged_a = false);
+// one of the shapes that are compiled (gemv_built in dispatch.cu; the error
+// for any other lists them).
+void gemv_mma_with(const MmArgs& args, const GemvShape& shape);
 
 // kGemmWgmma with an explicit configuration, for tests and benchmarks
 // (gemm.cu): activation rows per block (16, 32, 64, 128 or 256: the smallest

@@ -3,11 +3,12 @@
 //
 //   dtype        M         kernel                               why
 //   fp16/bf16    1..8      gemv_mma<kMTiles = 1>, tiles per     memory-bound; tensor cores do
-//                          block, steps per chunk, warps and    the math, weights read once;
-//                          staged A by M, N, group and          each activation fragment feeds
-//                          alignment (gemv_shape)               kTiles tiles
-//                9..16     gemv_mma<2, kTiles = 4 | 2>, A       gemv_mma re-reads A per block:
-//                          staged where it can be, but where    at 16 rows that traffic shows
+//                          block, steps per chunk, warps,       the math, weights read once;
+//                          staged A and scaled weights by M,    each activation fragment feeds
+//                          N, group and alignment (gemv_shape)  kTiles tiles
+//                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
+//                          warps, scaled weights, A staged      at 16 rows that traffic shows
+//                          where it can be, but where
 //                          N K >= 2^27, or >= 2^25 and N >= 3 K
 //                          (gemm_wgmma) or K >= 1.5 N (but not
 //                          with gemm_wgmma where A is staged),
@@ -23,7 +24,7 @@
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
-// The thresholds are the H100 measurements of docs/cuda.md (v4-v8; bench/tune_mma.cu).
+// The thresholds are the H100 measurements of docs/cuda.md (v4-v9; bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
 #include <atomic>
@@ -75,58 +76,91 @@ namespace {
 // gemv_mma's shape per call: 16-row tiles per block (each activation
 // fragment feeds that many mmas, and each block reads A once), 64-k steps
 // per chunk (each warp's loads in flight; smaller chunks leave registers for
-// more blocks per SM), warps, and A direct or staged through shared memory.
-// Chosen with bench/tune_mma.cu on an H100 (docs/cuda.md, v2, v4, v6, v7,
-// v8): "wide" is N/16 >= 3 x SMs; "staged" needs group 128 and rows of A
-// 16-byte aligned.
-//   M 1..4    2 tiles where wide, else 1; 2 steps for group <= 64, and for
-//             group 128 where K <= N; else 4 (group 256: a chunk holds whole
-//             groups)
-//   M 5..8    group 128: 4 tiles where N/16 >= 4 x SMs; else staged, 2 tiles
-//             and 4 steps (8192 x 8192 at M = 8 16.1 us against 16.9 with
-//             v7.3's 4 tiles of 16 warps, 14336 x 4096 17.4 against 20.7,
-//             v8); without staged A, 4 tiles of 16 warps where wide (v7.3).
-//             Other groups: 2 tiles where wide, else 1; 2 steps for group
-//             <= 64, else 4
-//   M 9..16   group 128 staged: 2 tiles, 2 steps, 16 warps where the blocks
-//             fit one per SM, else 8 (8192 x 8192 at M = 16 20.5 us against
-//             22.5, 4096 x 4096 7.9 against 10.0, v8). Otherwise 2 tiles
-//             for group 32, else 4 where wide and 2 elsewhere; 2 steps for
-//             group <= 64, else 4
+// more blocks per SM), warps, A direct or staged through shared memory, and
+// weights scaled in registers or folded per group. Chosen with
+// bench/tune_mma.cu on an H100 (docs/cuda.md, v2, v4, v6, v7, v8, v9):
+// "wide" is N/16 >= 3 x SMs; "staged" needs group 128 and rows of A 16-byte
+// aligned. Scaled weights pay one packed FMA per weight register and save
+// the fold's per-group work per m-tile, so they win where groups are small
+// or m-tiles many (v9).
+//   M 1..8    group <= 64: scaled; group 64: 4 tiles and 2 steps where
+//             N/16 >= 4 x SMs (8192 x 28672 at M = 8 53.9 us against 59.7);
+//             else 2 tiles where wide, else 1, with 2 steps for group 32 and
+//             4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us against
+//             67.1, group 64 52.1 against 54.8, v9)
+//   M 1..4    group >= 128: 2 tiles where wide, else 1; 2 steps for group
+//             128 where K <= N, else 4 (group 256: a chunk holds whole groups)
+//   M 5..8    group 128: scaled, 4 tiles and 2 steps where N/16 >= 4 x SMs
+//             (4096 x 14336 14.5 us against 15.4, v9); else staged and
+//             scaled, 2 tiles and 4 steps (v8, v9); without staged A, 4
+//             tiles of 16 warps where wide (v7.3). Group 256: 2 tiles where
+//             wide, else 1; 4 steps
+//   M 9..16   group 64 / 128: scaled, 16 warps in one block per SM; 2 tiles
+//             where those blocks fit one wave, else 4; A staged where it can
+//             be (14336 x 4096 at M = 16 18.3 us against 19.2, 8192 x 8192
+//             20.6 against 20.9, group 64 on 8192 x 8192 22.0 against 25.4,
+//             v9). Group 32: folded, 2 tiles, 2 steps (scaled 1.17-1.23x
+//             slower, v9). Group 256: folded, 4 tiles where wide, else 2;
+//             4 steps
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
-struct GemvShape {
-  int tiles, steps, warps = kGemvWarps;
-  bool staged_a = false;
-};
-
 bool a_rows_16_byte_aligned(const MmArgs& args) { return args.lda % 8 == 0 && aligned(args.a, 16); }
-
-// The staged-A shapes that are built (gemv_mma): group 128; 2 tiles of
-// 8 warps and 4 steps at M = 5..8; 2 tiles of 8 or 16 warps and 2 steps at
-// M = 9..16.
-bool staged_a_built(const MmArgs& args, const GemvShape& shape) {
-  if (args.group_size != 128 || args.m <= 4 || args.m > 16 || shape.tiles != 2) return false;
-  return args.m <= 8 ? shape.steps == 4 && shape.warps == kGemvWarps
-                     : shape.steps == 2 && (shape.warps == kGemvWarps || shape.warps == 2 * kGemvWarps);
-}
 
 GemvShape gemv_shape(const MmArgs& args) {
   const int64_t sms = sm_count();
+  const int group = int(args.group_size);
   const bool wide = tiles(args) >= 3 * sms;
-  const int steps = args.group_size <= 64 ? 2 : 4;
-  const bool staged = args.group_size == 128 && a_rows_16_byte_aligned(args);
-  if (args.m <= 4) return {wide ? 2 : 1, args.group_size == 128 && args.k <= args.n ? 2 : steps};
+  const bool staged = group == 128 && a_rows_16_byte_aligned(args);
+  constexpr int kWarps16 = 2 * kGemvWarps;
+  const bool very_wide = tiles(args) >= 4 * sms;
+  if (args.m <= 8 && group <= 64) {
+    if (group == 64 && very_wide) return {4, 2, kGemvWarps, false, true};
+    return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
+  }
+  if (args.m <= 4) return {wide ? 2 : 1, group == 128 && args.k <= args.n ? 2 : 4};
   if (args.m <= 8) {
-    if (tiles(args) >= 4 * sms && args.group_size == 128) return {4, 2};
-    if (staged) return {2, 4, kGemvWarps, true};
-    if (wide && args.group_size == 128) return {4, 2, 2 * kGemvWarps};
-    return {wide ? 2 : 1, steps};
+    if (group == 128 && very_wide) return {4, 2, kGemvWarps, false, true};
+    if (staged) return {2, 4, kGemvWarps, true, true};
+    if (group == 128 && wide) return {4, 2, kWarps16};
+    return {wide ? 2 : 1, 4};
   }
   if (args.m <= 16) {
-    if (staged) return {2, 2, (tiles(args) + 1) / 2 <= sms ? 2 * kGemvWarps : kGemvWarps, true};
-    return {wide && args.group_size >= 64 ? 4 : 2, steps};
+    if (group == 32) return {2, 2};
+    if (group == 256) return {wide ? 4 : 2, 4};
+    return {(tiles(args) + 1) / 2 <= sms ? 2 : 4, 2, kWarps16, staged, true};
   }
   return {1, 4};
+}
+
+// The gemv_mma shapes that are compiled: every shape gemv_shape picks, and
+// the direct, folded 8-warp shapes at any size the registers allow (tests
+// and the workbench reach those). gemv_mma's launch table follows this list.
+//   folded, direct   8 warps: tiles 1, 2 or 4 (M <= 8), 2 or 4 (M <= 16),
+//                    1 (M <= 32); 2 or 4 steps holding whole groups. 16 warps:
+//                    4 tiles, 2 steps, group 128, M <= 8
+//   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
+//                    or 4 (group 64); 4 tiles and 2 steps (group 64, 128);
+//                    staged, 2 tiles and 4 steps (group 128). M = 9..16,
+//                    group 64 / 128: 16 warps, 2 steps, 2 or 4 tiles; A
+//                    staged with group 128
+bool gemv_built(const MmArgs& args, const GemvShape& s) {
+  const int group = int(args.group_size);
+  if ((s.steps != 2 && s.steps != 4) || s.steps * 64 % group != 0) return false;
+  if (!s.scaled_w) {
+    if (s.staged_a) return false;
+    const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
+                          : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
+                                         : s.tiles == 1;
+    return tiles_ok && (s.warps == kGemvWarps ||
+                        (s.warps == 2 * kGemvWarps && args.m <= 8 && s.tiles == 4 && s.steps == 2 && group == 128));
+  }
+  if (args.m <= 8) {
+    if (s.warps != kGemvWarps || group > 128) return false;
+    if (s.staged_a) return group == 128 && s.tiles == 2 && s.steps == 4;
+    if (s.tiles == 4) return group >= 64 && s.steps == 2;
+    return group <= 64 && (s.tiles == 1 || s.tiles == 2) && s.steps == (group == 32 ? 2 : 4);
+  }
+  return args.m <= 16 && (group == 64 || group == 128) && s.warps == 2 * kGemvWarps && s.steps == 2 &&
+         (s.tiles == 2 || s.tiles == 4) && (!s.staged_a || group == 128);
 }
 
 // M = 9..16: a GEMM (gemm_wgmma, else gemm_mma) on the largest weights and
@@ -147,78 +181,94 @@ bool gemm_for_m16(const MmArgs& args, bool wgmma) {
   return deep;
 }
 
-template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarps = kGemvWarps, bool kStagedA = false>
+template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarps = kGemvWarps, bool kStagedA = false,
+          bool kScaledW = false>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
   // one block.
   constexpr int kFragments = kTiles * kMTiles;
-  constexpr int kMinBlocks = kWarps > kGemvWarps                                   ? 1
-                             : kFragments == 1                                     ? 3
-                             : kMTiles == 1 && kTiles == 2 && kSteps == 2 && kGroup == 128 ? 3
-                             : kMTiles == 1 || (kFragments == 4 && kSteps == 2)    ? 2
-                                                                                   : 1;
-  launch_gemv_mma<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>(
+  constexpr int kMinBlocks = kWarps > kGemvWarps                                                         ? 1
+                             : kFragments == 1                                                           ? 3
+                             : kMTiles == 1 && kTiles == 2 && kSteps == 2 && (kGroup == 128 || kScaledW) ? 3
+                             : kMTiles == 1 || (kFragments == 4 && kSteps == 2)                          ? 2
+                                                                                                         : 1;
+  launch_gemv_mma<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks>(
       static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
-      static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k),
-      stream);
+      static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), stream);
 }
 
 template <int kGroup, int kM>
 void launch_simt(const MmArgs& args, cudaStream_t stream) {
   gemv_simt_kernel<kGroup, kM, kGemvWarps, kGemvSteps><<<tiles(args), kGemvWarps * 32, 0, stream>>>(
       static_cast<const float*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
-      static_cast<const float*>(args.sz), static_cast<float*>(args.c), args.ldc, int(args.m),
-      int(args.n), int(args.k));
+      static_cast<const float*>(args.sz), static_cast<float*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k));
   INT4MM_CUDA_CHECK_LAUNCH("gemv_simt_kernel");
+}
+
+// gemv_mma's launch table, one instantiation per shape of gemv_built:
+// folded weights (per-group fold) ...
+template <typename T, int kGroup, int kMTiles, int kTiles>
+void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
+  if constexpr (kGroup == 128 && kMTiles == 1 && kTiles == 4) {
+    if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, 4, 2, 2 * kGemvWarps>(args, stream);
+  }
+  if constexpr (kGroup <= 128) {  // 2 steps hold whole groups
+    if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);
+  }
+  launch_mma<T, kGroup, kMTiles, kTiles, 4>(args, stream);
+}
+
+// ... and weights scaled in registers (group <= 128; 64 / 128 at M = 9..16).
+template <typename T, int kGroup>
+void launch_scaled(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
+  constexpr int kWarps16 = 2 * kGemvWarps;
+  if constexpr (kGroup <= 128) {
+    if (args.m <= 8) {
+      if constexpr (kGroup >= 64) {
+        if (shape.tiles == 4) return launch_mma<T, kGroup, 1, 4, 2, kGemvWarps, false, true>(args, stream);
+      }
+      if constexpr (kGroup == 128) {
+        launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true, true>(args, stream);  // staged
+      } else {
+        constexpr int kSteps = kGroup == 32 ? 2 : 4;
+        if (shape.tiles == 2) return launch_mma<T, kGroup, 1, 2, kSteps, kGemvWarps, false, true>(args, stream);
+        launch_mma<T, kGroup, 1, 1, kSteps, kGemvWarps, false, true>(args, stream);
+      }
+    } else if constexpr (kGroup >= 64) {
+      if constexpr (kGroup == 128) {
+        if (shape.staged_a && shape.tiles == 4) {
+          return launch_mma<T, kGroup, 2, 4, 2, kWarps16, true, true>(args, stream);
+        }
+        if (shape.staged_a) return launch_mma<T, kGroup, 2, 2, 2, kWarps16, true, true>(args, stream);
+      }
+      if (shape.tiles == 4) return launch_mma<T, kGroup, 2, 4, 2, kWarps16, false, true>(args, stream);
+      launch_mma<T, kGroup, 2, 2, 2, kWarps16, false, true>(args, stream);
+    }
+  }
 }
 
 void gemv_mma(const MmArgs& args, const GemvShape& shape) {
   const cudaStream_t stream = stream_of(*args.options);
   dispatch_group_size(args.group_size, [&](auto group) {
     constexpr int kGroup = decltype(group)::value;
-    auto run = [&](auto tag) {
+    dispatch_float(args.dtype, [&](auto tag) {
       using T = decltype(tag);
       if constexpr (!std::is_same_v<T, float>) {
-        auto launch = [&](auto m_tiles, auto tiles) {
-          constexpr int kMTiles = decltype(m_tiles)::value, kTiles = decltype(tiles)::value;
-          if constexpr (kGroup == 128 && kTiles == 2) {  // staged A: the shapes of staged_a_built
-            if (shape.staged_a) {
-              if constexpr (kMTiles == 1) {
-                return launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true>(args, stream);
-              } else if (shape.warps == 2 * kGemvWarps) {
-                return launch_mma<T, kGroup, kMTiles, 2, 2, 2 * kGemvWarps, true>(args, stream);
-              } else {
-                return launch_mma<T, kGroup, kMTiles, 2, 2, kGemvWarps, true>(args, stream);
-              }
-            }
-          }
-          if constexpr (kGroup <= 128) {
-            if constexpr (kGroup == 128 && kMTiles == 1 && kTiles == 4) {
-              if (shape.warps == 2 * kGemvWarps) {
-                return launch_mma<T, kGroup, kMTiles, kTiles, 2, 2 * kGemvWarps>(args, stream);
-              }
-            }
-            if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);
-          }
-          launch_mma<T, kGroup, kMTiles, kTiles, 4>(args, stream);
-        };
-        using std::integral_constant;
-        using One = integral_constant<int, 1>;
-        using Two = integral_constant<int, 2>;
-        using Four = integral_constant<int, 4>;
-        if (args.m <= 8) {
-          shape.tiles == 4   ? launch(One{}, Four{})
-          : shape.tiles == 2 ? launch(One{}, Two{})
-                             : launch(One{}, One{});
+        if (shape.scaled_w) {
+          launch_scaled<T, kGroup>(args, shape, stream);
+        } else if (args.m <= 8) {
+          shape.tiles == 4   ? launch_folded<T, kGroup, 1, 4>(args, shape, stream)
+          : shape.tiles == 2 ? launch_folded<T, kGroup, 1, 2>(args, shape, stream)
+                             : launch_folded<T, kGroup, 1, 1>(args, shape, stream);
         } else if (args.m <= 16) {
-          shape.tiles == 4 ? launch(Two{}, Four{}) : launch(Two{}, Two{});
+          shape.tiles == 4 ? launch_folded<T, kGroup, 2, 4>(args, shape, stream)
+                           : launch_folded<T, kGroup, 2, 2>(args, shape, stream);
         } else {
-          launch(Four{}, One{});
+          launch_folded<T, kGroup, 4, 1>(args, shape, stream);
         }
       }
-    };
-    dispatch_float(args.dtype, run);
+    });
   });
 }
 
@@ -328,25 +378,22 @@ bool available() {
   return present;
 }
 
-void gemv_mma_with(const MmArgs& args, int tiles_per_block, int steps, int warps, bool staged_a) {
-  const int t = tiles_per_block;
-  const bool tiles_ok = args.m <= 8 ? t == 1 || t == 2 || t == 4 : args.m <= 16 ? t == 2 || t == 4 : t == 1;
-  const bool warps_ok = warps == kGemvWarps || staged_a ||
-                        (warps == 2 * kGemvWarps && args.m <= 8 && t == 4 && steps == 2 && args.group_size == 128);
-  const GemvShape shape{t, steps, warps, staged_a};
-  const bool staged_ok = !staged_a || staged_a_built(args, shape);
-  if (!tiles_ok || (steps != 2 && steps != 4) || steps * 64 % args.group_size != 0 || !warps_ok || !staged_ok) {
-    fail("gemv_mma_with", "no kernel for tiles_per_block=", t, ", steps=", steps, ", warps=", warps,
-         ", staged_a=", staged_a ? "true" : "false", " at M=", args.m, ", group_size=", args.group_size,
-         " (tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32; steps 2 or 4, whole groups;"
-         " 8 warps, or 16 with 4 tiles, 2 steps and group 128 up to M = 8;"
-         " staged A: group 128, 2 tiles, 8 warps and 4 steps at M = 5..8, 8 or 16 warps and 2 steps at M = 9..16)");
+void gemv_mma_with(const MmArgs& args, const GemvShape& shape) {
+  if (!gemv_built(args, shape)) {
+    fail("gemv_mma_with", "no kernel for tiles=", shape.tiles, ", steps=", shape.steps, ", warps=", shape.warps,
+         ", staged_a=", shape.staged_a ? "true" : "false", ", scaled_w=", shape.scaled_w ? "true" : "false",
+         " at M=", args.m, ", group_size=", args.group_size,
+         " (folded: 8 warps, tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32, steps 2 or 4 holding whole"
+         " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8; unstaged."
+         " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 4 tiles and 2 steps"
+         " (group 128), staged 2 tiles and 4 steps (group 128); M = 9..16, group <= 128: 16 warps, 2 steps, 2 tiles"
+         " or 4 (group >= 64), staged with group 128)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {
     fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),
          " lda=", args.lda);
   }
-  if (staged_a && !a_rows_16_byte_aligned(args)) {
+  if (shape.staged_a && !a_rows_16_byte_aligned(args)) {
     fail("gemv_mma_with", "staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), got lda=",
          args.lda);
   }

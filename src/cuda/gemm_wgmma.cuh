@@ -295,14 +295,10 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
         const int sub = kGroupSize >= 64 ? 0 : q * 16 / kGroupSize;
         const T2 lo = sz_step[sub * Plan::kRowsN + warp * 16 + g];
         const T2 hi = sz_step[sub * Plan::kRowsN + warp * 16 + g + 8];
-        const T2 scale[2] = {T2{lo.x, lo.x}, T2{hi.x, hi.x}};
-        const T2 zero[2] = {T2{lo.y, lo.y}, T2{hi.y, hi.y}};
         dequant_word<T>(word_of(w, q), frag[q]);
+        scale_fragment(frag[q], lo, hi);
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {  // register r holds row g (r even) or g + 8 (r odd)
-          frag[q][r] = as_u32(__hfma2(as_pair<T2>(frag[q][r]), scale[r & 1], zero[r & 1]));
-          fence_operand(frag[q][r]);
-        }
+        for (int r = 0; r < 4; ++r) fence_operand(frag[q][r]);
       }
       wgmma_fence();
 #pragma unroll

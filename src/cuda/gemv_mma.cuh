@@ -32,6 +32,17 @@
 // sum_k A[m][k] exactly where the C fragment needs it. No per-weight scale or
 // zero is applied, and no weight is rounded.
 //
+// Scaled weights (kScaledW): each weight becomes (q - 8) * scale + zero in
+// one packed FMA, rounded once to T as dequantize + cuBLAS and gemm_wgmma
+// round it, and the mma accumulates C directly. That drops the per-group
+// partial sums (kTiles x kMTiles x 4 registers), the ones-mma and the fold,
+// for one more packed op per fragment register: 4 tiles at 16 rows then fit
+// 16 warps per SM, and the fold no longer grows with 1 / group size.
+//
+// Programmatic dependent launch (launch_gemv_mma decides where): the kernel
+// waits for the one before it in the stream before it reads A or writes C,
+// and lets the next one start once its loads are issued.
+//
 // int4 -> 16-bit float without conversions: OR-ing a nibble into the mantissa
 // of a magic constant gives magic + q exactly (fp16: 1024 + q, mantissa
 // ulp 1 in [1024, 2048); bf16: 128 + q, ulp 1 in [128, 256)); one packed
@@ -48,6 +59,7 @@
 #pragma once
 
 #include "cuda/common.cuh"
+#include "cuda/cuda_internal.h"
 #include "cuda/layout.h"
 
 namespace int4mm::detail::cuda {
@@ -71,6 +83,8 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* ptr, uint64_t polic
       : "l"(ptr), "l"(policy));
   return v;
 }
+
+__device__ __forceinline__ void prefetch_l2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
 
 // 16-byte global -> shared copy (dst: a shared-space address), zero-filled
 // where !valid (src-size 0: nothing is read). No L2::cache_hint variant:
@@ -173,6 +187,18 @@ __device__ __forceinline__ void dequant_word(uint32_t x, uint32_t (&frag)[4]) {
   }
 }
 
+// w = (q - 8) * scale + zero for the four registers of a fragment from
+// dequant_word: registers 0 and 2 hold row g of the tile, 1 and 3 row g + 8;
+// lo and hi are those rows' (scale, zero) pairs. One packed FMA per register,
+// rounded once to T (as dequantize + cuBLAS rounds each weight).
+template <typename T2>
+__device__ __forceinline__ void scale_fragment(uint32_t (&frag)[4], T2 lo, T2 hi) {
+  const T2 scale[2] = {T2{lo.x, lo.x}, T2{hi.x, hi.x}};
+  const T2 zero[2] = {T2{lo.y, lo.y}, T2{hi.y, hi.y}};
+#pragma unroll
+  for (int r = 0; r < 4; ++r) frag[r] = as_u32(__hfma2(as_pair<T2>(frag[r]), scale[r & 1], zero[r & 1]));
+}
+
 // --- the kernel --------------------------------------------------------------
 
 template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
@@ -182,6 +208,7 @@ template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
           int kWarps,      // warps per block, splitting K
           int kSteps,      // 64-k steps per chunk: kTiles * kSteps 16-byte loads per lane
           bool kStagedA,   // activations through shared memory (dynamic: gemv_staged_a_bytes)
+          bool kScaledW,   // weights scaled in registers and rounded to T; no per-group fold
           int kMinBlocks>  // blocks per SM the register budget must allow
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gemv_mma_kernel(const T* __restrict__ a,         // [m, k], row stride lda
@@ -189,7 +216,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
                     const uint4* __restrict__ packed,  // layout.h
                     const T* __restrict__ sz,          // [k / kGroupSize, n, 2]
                     T* __restrict__ c,                 // [m, n], row stride ldc
-                    int64_t ldc, int m, int n, int k) {
+                    int64_t ldc, int m, int n, int k,
+                    bool early) {  // launched with PDL (launch_gemv_mma)
   static_assert(kSteps * 64 % kGroupSize == 0, "a chunk must hold whole groups");
   using T2 = typename Pair<T>::type;
   constexpr int kChunkK = kSteps * 64;
@@ -238,6 +266,24 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     }
     cp_async_commit();
   };
+
+  // Programmatic dependent launch: A and C wait for the kernel before this
+  // one; the weights and scales must not be what it writes. Where a block
+  // holds a whole SM (16 warps), it waits with its warps' first weights on
+  // their way to L2: 1.03-1.07x faster at M = 16 (v9). Elsewhere the
+  // prefetch's code alone made some shapes up to 1.09x slower.
+  if (kWarps > 8 && early && warp < chunks) {
+#pragma unroll
+    for (int tt = 0; tt < kTiles; ++tt) {
+#pragma unroll
+      for (int i = 0; i < kSteps; ++i) {
+        if (tile0 + tt < tiles && warp * kSteps + i < steps) {
+          prefetch_l2(packed + (int64_t(tile0 + tt) * steps + warp * kSteps + i) * 32 + lane);
+        }
+      }
+    }
+  }
+  grid_dependency_wait();
 
   uint32_t ones[4];
   {
@@ -313,42 +359,57 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
             }
           }
         }
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          const uint32_t b0 = b[mt][0], b1 = b[mt][1];
-          mma_m16n8k16<T>(asum[mt], ones, b0, b1);
-#pragma unroll
-          for (int tt = 0; tt < kTiles; ++tt) {
-            uint32_t frag[4];
-            const uint4& v = w[tt][i];
-            dequant_word<T>(j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w, frag);
-            mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
-          }
-        }
-        if ((k16 + 1) % kK16PerGroup == 0) {
-          // Group boundary: fold scale and zero in float32.
+        if constexpr (kScaledW) {
           const int gi = k16 / kK16PerGroup;
 #pragma unroll
           for (int tt = 0; tt < kTiles; ++tt) {
-            const float2 p0 = make_float2(to_float(sz_cur[tt][gi][0].x), to_float(sz_cur[tt][gi][0].y));
-            const float2 p1 = make_float2(to_float(sz_cur[tt][gi][1].x), to_float(sz_cur[tt][gi][1].y));
+            uint32_t frag[4];
+            dequant_word<T>(word_of(w[tt][i], j), frag);
+            scale_fragment(frag, sz_cur[tt][gi][0], sz_cur[tt][gi][1]);
 #pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) {
-              float (&s)[4] = acc[tt][mt];
-              float (&p)[4] = part[tt][mt];
-              s[0] += p0.x * p[0] + p0.y * asum[mt][0];
-              s[1] += p0.x * p[1] + p0.y * asum[mt][1];
-              s[2] += p1.x * p[2] + p1.y * asum[mt][2];
-              s[3] += p1.x * p[3] + p1.y * asum[mt][3];
-              p[0] = p[1] = p[2] = p[3] = 0.0f;
+            for (int mt = 0; mt < kMTiles; ++mt) mma_m16n8k16<T>(acc[tt][mt], frag, b[mt][0], b[mt][1]);
+          }
+        } else {
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            const uint32_t b0 = b[mt][0], b1 = b[mt][1];
+            mma_m16n8k16<T>(asum[mt], ones, b0, b1);
+#pragma unroll
+            for (int tt = 0; tt < kTiles; ++tt) {
+              uint32_t frag[4];
+              dequant_word<T>(word_of(w[tt][i], j), frag);
+              mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
             }
           }
+          if ((k16 + 1) % kK16PerGroup == 0) {
+            // Group boundary: fold scale and zero in float32.
+            const int gi = k16 / kK16PerGroup;
 #pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) asum[mt][0] = asum[mt][1] = asum[mt][2] = asum[mt][3] = 0.0f;
+            for (int tt = 0; tt < kTiles; ++tt) {
+              const float2 p0 = make_float2(to_float(sz_cur[tt][gi][0].x), to_float(sz_cur[tt][gi][0].y));
+              const float2 p1 = make_float2(to_float(sz_cur[tt][gi][1].x), to_float(sz_cur[tt][gi][1].y));
+#pragma unroll
+              for (int mt = 0; mt < kMTiles; ++mt) {
+                float (&s)[4] = acc[tt][mt];
+                float (&p)[4] = part[tt][mt];
+                s[0] += p0.x * p[0] + p0.y * asum[mt][0];
+                s[1] += p0.x * p[1] + p0.y * asum[mt][1];
+                s[2] += p1.x * p[2] + p1.y * asum[mt][2];
+                s[3] += p1.x * p[3] + p1.y * asum[mt][3];
+                p[0] = p[1] = p[2] = p[3] = 0.0f;
+              }
+            }
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; ++mt) asum[mt][0] = asum[mt][1] = asum[mt][2] = asum[mt][3] = 0.0f;
+          }
         }
       }
     }
   }
+
+  // This block's loads are issued: the next kernel in the stream may start
+  // its blocks (they wait for this one before touching A or C).
+  grid_dependents_launch();
 
   // Sum the warps' fragments: [warp][tile][mt][e][lane] in shared memory.
   // More than 8 warps: the upper half first hands its fragments to the
@@ -396,19 +457,25 @@ constexpr int gemv_staged_a_bytes() {
   return kWarps * kMTiles * 8 * kSteps * 64 * int(sizeof(T));
 }
 
-// Host side: one gemv_mma launch, one block per kTiles weight tiles.
-template <typename T, int kGroupSize, int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, int kMinBlocks>
+// Host side: one gemv_mma launch, one block per kTiles weight tiles. With
+// programmatic dependent launch where no block of the next call can land
+// beside a block of this one on an SM that the scheduler would otherwise
+// leave to itself: one block fills an SM, or the grid fills every block
+// slot. Elsewhere (fewer blocks than slots, several per SM) the next call's
+// blocks took the free slots unevenly and ran up to 1.24x slower (v9).
+template <typename T, int kGroupSize, int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW,
+          int kMinBlocks>
 void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, T* c, int64_t ldc, int m, int n,
                      int k, cudaStream_t stream) {
-  auto kernel = gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kMinBlocks>;
+  auto kernel = gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks>;
   constexpr int kSmem = kStagedA ? gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0;
-  if constexpr (kSmem > 0) {
-    static std::atomic<int> allowed[kMaxCachedDevices] = {};
-    allow_dynamic_smem(allowed, kernel, kSmem);
-  }
+  static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+  static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
+  const int per_sm = resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem too
   const int blocks = ((n + 15) / 16 + kTiles - 1) / kTiles;
-  kernel<<<blocks, kWarps * 32, kSmem, stream>>>(a, lda, packed, sz, c, ldc, m, n, k);
-  INT4MM_CUDA_CHECK_LAUNCH("gemv_mma_kernel");
+  const bool pdl = pdl_allowed(pdl_cache, kernel) && (per_sm == 1 || blocks >= per_sm * sm_count());
+  launch_kernel(kernel, blocks, kWarps * 32, kSmem, stream, pdl, "gemv_mma_kernel", a, lda, packed, sz, c, ldc, m, n,
+                k, pdl);
 }
 
 }  // namespace int4mm::detail::cuda

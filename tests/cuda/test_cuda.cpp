@@ -17,6 +17,10 @@
 namespace int4mm::detail::cuda {
 // Readable test names: the kernel's name, not its bytes.
 inline void PrintTo(MmKernel kernel, std::ostream* os) { *os << kernel_name(kernel); }
+inline void PrintTo(const GemvShape& s, std::ostream* os) {
+  *os << "{tiles=" << s.tiles << ", steps=" << s.steps << ", warps=" << s.warps << ", staged_a=" << s.staged_a
+      << ", scaled_w=" << s.scaled_w << "}";
+}
 }  // namespace int4mm::detail::cuda
 
 namespace int4mm::testing {
@@ -212,39 +216,43 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::ValuesIn(float_dtypes()), ::testing::ValuesIn(group_sizes())),
     case_name);
 
-// gemv_mma's every shape (tiles per block x steps per chunk x warps x A
-// direct or staged in shared memory), which dispatch picks by M, N, group
-// size and alignment: N leaves the last block partly empty, K ends inside a
-// chunk (and, with 16 warps, gives some warps one chunk more than others),
-// M leaves staged rows to zero-fill.
-class GemvShapes : public ::testing::TestWithParam<std::tuple<int, int, int, bool, Shape, DType, int64_t>> {};
+// gemv_mma's every compiled shape (gemv_built in dispatch.cu: tiles per
+// block x steps per chunk x warps x A direct or staged x weights folded per
+// group or scaled), which dispatch picks by M, N, group size and alignment:
+// N leaves the last block partly empty, K ends inside a chunk (and, with 16
+// warps, gives some warps one chunk more than others), M leaves staged rows
+// to zero-fill.
+using detail::cuda::GemvShape;
+class GemvShapes : public ::testing::TestWithParam<std::tuple<GemvShape, Shape, DType, int64_t>> {};
 
 TEST_P(GemvShapes, MatchOracle) {
   SKIP_WITHOUT_GPU();
-  const auto [tiles, steps, warps, staged_a, shape, dtype, group_size] = GetParam();
+  const auto [gemv, shape, dtype, group_size] = GetParam();
   const auto [m, n, k] = shape;
-  if (k % group_size != 0 || steps * 64 % group_size != 0) GTEST_SKIP() << "no such shape for this group";
-  if (m > 8 && tiles == 1) GTEST_SKIP() << "M = 9..16 takes 2 or 4 tiles";
-  Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(tiles + steps + m * 7 + n * 3 + k));
+  if (k % group_size != 0 || gemv.steps * 64 % group_size != 0) GTEST_SKIP() << "no such shape for this group";
+  if (m > 8 && gemv.tiles == 1) GTEST_SKIP() << "M = 9..16 takes 2 or 4 tiles";
+  Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(gemv.tiles + gemv.steps + m * 7 + n * 3 + k));
   const int64_t ldc = n + 3;
   GpuProblem gpu(p, ldc);
   const Options options{Backend::kCuda};
-  detail::cuda::gemv_mma_with(gpu.args(ldc, options), tiles, steps, warps, staged_a);
+  detail::cuda::gemv_mma_with(gpu.args(ldc, options), gemv);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemv_mma");
 }
 
 std::string gemv_case_name(const ::testing::TestParamInfo<GemvShapes::ParamType>& param) {
-  const auto [tiles, steps, warps, staged_a, shape, dtype, group_size] = param.param;
+  const auto [gemv, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
-  return detail::concat("t", tiles, "_s", steps, "_w", warps, staged_a ? "_staged" : "", "_m", m, "_n", n, "_k", k,
-                        "_", dtype_name(dtype), "_g", group_size);
+  return detail::concat("t", gemv.tiles, "_s", gemv.steps, "_w", gemv.warps, gemv.staged_a ? "_staged" : "",
+                        gemv.scaled_w ? "_scaled" : "", "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype), "_g",
+                        group_size);
 }
 
+// Weights folded per group, A direct: 8 warps at every size.
 INSTANTIATE_TEST_SUITE_P(
     OddShapes, GemvShapes,
-    ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(2, 4), ::testing::Values(8),
-                       ::testing::Values(false),
+    ::testing::Combine(::testing::Values(GemvShape{1, 2}, GemvShape{1, 4}, GemvShape{2, 2}, GemvShape{2, 4},
+                                         GemvShape{4, 2}, GemvShape{4, 4}),
                        ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{13, 136, 1344}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(64), int64_t(128), int64_t(256))),
@@ -252,25 +260,48 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     Warps16, GemvShapes,
-    ::testing::Combine(::testing::Values(4), ::testing::Values(2), ::testing::Values(16), ::testing::Values(false),
+    ::testing::Combine(::testing::Values(GemvShape{4, 2, 16}),
                        ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{8, 300, 4160}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
-// Staged A (group 128): the chunks of 33 or 34 64-k steps fall unevenly
-// on the warps, the last staged rows past M are zero-filled.
+// Scaled weights up to M = 8, per group size; staged A (group 128): the
+// chunks of 33 64-k steps fall unevenly on the warps, the staged rows past
+// M are zero-filled.
+const auto kScaledM8 = ::testing::Values(Shape{1, 100, 1280}, Shape{5, 40, 1280}, Shape{8, 136, 4224});
 INSTANTIATE_TEST_SUITE_P(
-    StagedA8, GemvShapes,
-    ::testing::Combine(::testing::Values(2), ::testing::Values(4), ::testing::Values(8), ::testing::Values(true),
-                       ::testing::Values(Shape{5, 40, 1280}, Shape{8, 136, 4224}),
-                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    Scaled8Group32, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 8, false, true}, GemvShape{2, 2, 8, false, true}),
+                       kScaledM8, ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(32))),
+    gemv_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    Scaled8Group64, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 4, 8, false, true}, GemvShape{2, 4, 8, false, true},
+                                         GemvShape{4, 2, 8, false, true}),
+                       kScaledM8, ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(64))),
+    gemv_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    Scaled8Group128, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{4, 2, 8, false, true}, GemvShape{2, 4, 8, true, true}),
+                       kScaledM8, ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(128))),
     gemv_case_name);
 
+// Scaled weights at M = 9..16 (group 64 / 128): 16 warps, 2 or 4 tiles, A
+// direct or staged.
+const auto kScaledM16 = ::testing::Values(Shape{9, 40, 1280}, Shape{13, 136, 4224}, Shape{16, 300, 4352});
 INSTANTIATE_TEST_SUITE_P(
-    StagedA16, GemvShapes,
-    ::testing::Combine(::testing::Values(2), ::testing::Values(2), ::testing::Values(8, 16), ::testing::Values(true),
-                       ::testing::Values(Shape{9, 40, 1280}, Shape{13, 136, 4224}, Shape{16, 300, 4352}),
-                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    Scaled16Group64, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, false, true}, GemvShape{4, 2, 16, false, true}),
+                       kScaledM16, ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(64))),
+    gemv_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    Scaled16Group128, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, false, true}, GemvShape{4, 2, 16, false, true},
+                                         GemvShape{2, 2, 16, true, true}, GemvShape{4, 2, 16, true, true}),
+                       kScaledM16, ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(128))),
     gemv_case_name);
 
 // A shape gemv_mma has no kernel for is an error naming it, not a launch
@@ -278,30 +309,44 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(CudaKernels, GemvShapeOutOfRange) {
   const Options options{Backend::kCuda};
   detail::MmArgs args{DType::kBFloat16, nullptr, 256, nullptr, nullptr, nullptr, 64, 12, 64, 256, 256, &options};
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 1, 4); },
-               "gemv_mma_with: no kernel for tiles_per_block=1, steps=4, warps=8, staged_a=false at M=12, "
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 4}); },
+               "gemv_mma_with: no kernel for tiles=1, steps=4, warps=8, staged_a=false, scaled_w=false at M=12, "
                "group_size=256");
   args.lda = 260;  // staged A takes 16-byte aligned rows only
   args.group_size = 128;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 8, true); },
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true, true}); },
                "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
                "got lda=260");
   args.lda = 256;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 4, 8, true); }, "steps=4, warps=8, staged_a=true at M=12");
+  // Staged A only with scaled weights; at M = 9..16 with 16 warps and 2 steps.
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true}); },
+               "warps=16, staged_a=true, scaled_w=false at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true}); },
+               "warps=8, staged_a=true, scaled_w=true at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, false, true}); },
+               "steps=4, warps=16, staged_a=false, scaled_w=true at M=12");
+  args.group_size = 32;  // folded at 16 rows (scaled measured slower)
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, false, true}); },
+               "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=true at M=12, group_size=32");
   args.group_size = 256;
   args.m = 4;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 4, 8, true); }, "staged_a=true at M=4");
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2); },
-               "tiles_per_block=2, steps=2, warps=8, staged_a=false at M=4, group_size=256");
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 3, 4); }, "tiles_per_block=3");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 8, false, true}); },
+               "scaled_w=true at M=4, group_size=256");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2}); },
+               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=false at M=4, group_size=256");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{3, 4}); }, "tiles=3");
   args.group_size = 128;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 2, 2, 16); },
-               "tiles_per_block=2, steps=2, warps=16, staged_a=false at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16}); },
+               "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=false at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, false, true}); },
+               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true at M=4, group_size=128");
   args.m = 12;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16, staged_a=false at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
+               "warps=16, staged_a=false, scaled_w=false at M=12");
   args.m = 8;
   args.group_size = 64;
-  expect_error([&] { detail::cuda::gemv_mma_with(args, 4, 2, 16); }, "warps=16, staged_a=false at M=8, group_size=64");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
+               "warps=16, staged_a=false, scaled_w=false at M=8, group_size=64");
 }
 
 // gemm_wgmma's every configuration (rows per block x persistent grid with a

@@ -1,8 +1,9 @@
 // tune_mma: a workbench for the launch configurations of the tensor-core
 // kernels (llm.c style): gemv_mma's (tiles per block, warps, steps per chunk,
-// staged A, min blocks per SM), gemm_mma's GemmShape (m-tiles per block,
-// weight tiles per warp, warps, pipeline stages) and gemm_wgmma's (rows per
-// block, stages, steps per stage, stream-K or one block per tile), per M.
+// staged A, scaled weights, min blocks per SM), gemm_mma's GemmShape
+// (m-tiles per block, weight tiles per warp, warps, pipeline stages) and
+// gemm_wgmma's (rows per block, stages, steps per stage, stream-K or one
+// block per tile), per M.
 // Each variant is checked against dequantize + cuBLAS, then timed as PERF.md
 // asks (CUDA graph of 20 calls, weights rotated past 3x L2, median of 20
 // replays). The winners go into src/cuda/dispatch.cu and src/cuda/gemm.cu;

@@ -2,8 +2,8 @@
 // kernels (llm.c style): gemv_mma's (tiles per block, warps, steps per chunk,
 // staged A, scaled weights, min blocks per SM), gemm_mma's GemmShape
 // (m-tiles per block, weight tiles per warp, warps, pipeline stages) and
-// gemm_wgmma's (rows per block, stages, steps per stage, stream-K or one
-// block per tile), per M.
+// gemm_wgmma's (rows per block, stages, steps per stage; one block per
+// tile, stream-K, or tiles split over clusters of a given size), per M.
 // Each variant is checked against dequantize + cuBLAS, then timed as PERF.md
 // asks (CUDA graph of 20 calls, weights rotated past 3x L2, median of 20
 // replays). The winners go into src/cuda/dispatch.cu and src/cuda/gemm.cu;
@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,7 @@ struct Operands {
 struct Variant {
   std::string name;
   std::function<void(const Operands&, cudaStream_t)> launch;
+  std::function<std::string(const Operands&)> describe = nullptr;  // the launch's grid, where it varies
 };
 
 template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW, int kMinBlocks,
@@ -78,16 +80,59 @@ Variant gemm() {
           }};
 }
 
-// gemm_wgmma: stream-K (split tiles meet in the workspace), or one block per
-// tile (direct); stages of kSub 64-k steps.
-template <int kTokens, int kStages, bool kDirect, int kSub = 1>
+// gemm_wgmma: one block per tile (direct), stream-K (split tiles meet in the
+// workspace) or stream-K with clusters (even splits meet in shared memory);
+// stages of kSub 64-k steps.
+using detail::cuda::WgmmaSplit;
+constexpr WgmmaSplit kDirect = WgmmaSplit::kNone, kStreamK = WgmmaSplit::kStreamK, kCluster = WgmmaSplit::kCluster;
+
+std::string describe_grid(const detail::cuda::WgmmaGrid& grid) {
+  char text[96];
+  std::snprintf(text, sizeof text, "grid %lld dp %lld cluster %d", static_cast<long long>(grid.blocks),
+                static_cast<long long>(grid.dp_tiles), grid.cluster);
+  return text;
+}
+
+template <int kTokens, int kStages, WgmmaSplit kSplit, int kSub = 1>
 Variant wgmma() {
   char name[96];
-  std::snprintf(name, sizeof name, "wgmma T%d S%d U%d %s", kTokens, kStages, kSub, kDirect ? "direct" : "streamk");
-  return {name, [](const Operands& o, cudaStream_t s) {
+  std::snprintf(name, sizeof name, "wgmma T%d S%d U%d %s", kTokens, kStages, kSub,
+                kSplit == kDirect ? "direct" : kSplit == kStreamK ? "streamk" : "cluster");
+  auto plan = [](const Operands& o) {
+    return detail::cuda::plan_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(o.m, o.n, o.k, kSplit);
+  };
+  return {name,
+          [plan](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(
-                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, kDirect, o.workspace,
-                o.workspace_bytes, s);
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
+          },
+          [plan](const Operands& o) { return describe_grid(plan(o)); }};
+}
+
+// gemm_wgmma with every tile split over a cluster of kCluster blocks, whether
+// or not those clusters fit the GPU at once (the description says how many do).
+template <int kTokens, int kStages, int kCluster, int kSub = 1>
+Variant wgmma_cluster() {
+  char name[96];
+  std::snprintf(name, sizeof name, "wgmma T%d S%d U%d cluster%d", kTokens, kStages, kSub, kCluster);
+  auto plan = [](const Operands& o) {
+    const int64_t tiles = (int64_t(o.n) + 127) / 128 * ((int64_t(o.m) + kTokens - 1) / kTokens);
+    return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster};
+  };
+  return {name,
+          [plan](const Operands& o, cudaStream_t s) {
+            detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), nullptr, 0, s);
+          },
+          [plan](const Operands& o) {
+            using Plan = detail::cuda::WgmmaPlan<kTokens, kStages, kGroup, kSub>;
+            auto kernel = detail::cuda::gemm_wgmma_kernel<T, kGroup, kTokens, kStages, kSub>;
+            static std::atomic<int> occupancy[detail::cuda::kMaxCachedDevices] = {};
+            static std::atomic<int> clusters[detail::cuda::kMaxCachedDevices] = {};
+            detail::cuda::resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
+            const int fit =
+                detail::cuda::resident_clusters(clusters, kernel, Plan::kThreads, Plan::kSmemBytes, kCluster);
+            return describe_grid(plan(o)) + " (" + std::to_string(fit) + " fit)";
           }};
 }
 
@@ -159,32 +204,48 @@ std::vector<Variant> variants(int m, int group) {
     return group == 32 ? gemv_variants<32>(m) : group == 64 ? gemv_variants<64>(m) : gemv_variants<256>(m);
   }
   if (m > 256) {
-    return {wgmma<256, 6, false>(), wgmma<256, 6, true>(), wgmma<256, 4, false>(), wgmma<256, 4, true>(),
-            dequant(0)};
+    return {wgmma<256, 6, kStreamK>(), wgmma<256, 6, kDirect>(), wgmma<256, 4, kStreamK>(), wgmma<256, 4, kDirect>(),
+            wgmma<256, 6, kCluster>(), dequant(0)};
   }
   if (m <= 8) return gemv_variants<kGroup>(m);
   if (m <= 16) {
     std::vector<Variant> v = gemv_variants<kGroup>(m);
-    for (Variant w : {gemm<2, 2, 8, 8>(), wgmma<16, 8, false>(), wgmma<16, 8, true>(), wgmma<16, 6, false, 2>(),
-                      wgmma<16, 6, true, 2>(), wgmma<16, 4, false, 2>(), wgmma<16, 4, true, 2>()}) {
+    for (Variant w : {gemm<2, 2, 8, 8>(), wgmma<16, 8, kStreamK>(), wgmma<16, 8, kDirect>(),
+                      wgmma<16, 6, kStreamK, 2>(), wgmma<16, 6, kDirect, 2>(), wgmma<16, 4, kStreamK, 2>(),
+                      wgmma<16, 4, kDirect, 2>(), wgmma<16, 4, kCluster, 2>(), wgmma_cluster<16, 4, 2, 2>(),
+                      wgmma_cluster<16, 4, 3, 2>(), wgmma_cluster<16, 4, 4, 2>(), wgmma_cluster<16, 4, 7, 2>(),
+                      wgmma_cluster<16, 4, 8, 2>()}) {
       v.push_back(w);
     }
     return v;
   }
   if (m <= 32) {
-    return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),      wgmma<32, 8, false>(), wgmma<32, 8, true>(),
-            wgmma<32, 6, false, 2>(),     wgmma<32, 6, true, 2>(), wgmma<32, 4, false, 2>(), wgmma<32, 4, true, 2>()};
+    return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),
+            wgmma<32, 8, kStreamK>(),            wgmma<32, 8, kDirect>(),
+            wgmma<32, 6, kStreamK, 2>(),         wgmma<32, 6, kDirect, 2>(),
+            wgmma<32, 4, kStreamK, 2>(),         wgmma<32, 4, kDirect, 2>(),
+            wgmma<32, 4, kCluster, 2>(),         wgmma_cluster<32, 4, 2, 2>(),
+            wgmma_cluster<32, 4, 3, 2>(),        wgmma_cluster<32, 4, 4, 2>(),
+            wgmma_cluster<32, 4, 7, 2>(),        wgmma_cluster<32, 4, 8, 2>()};
   }
   if (m <= 64) {
-    return {gemm<8, 2, 8, 6>(),      wgmma<64, 8, false>(),   wgmma<64, 8, true>(), wgmma<64, 6, false>(),
-            wgmma<64, 4, false, 2>(), wgmma<64, 4, true, 2>(), dequant(0)};
+    return {gemm<8, 2, 8, 6>(),        wgmma<64, 8, kStreamK>(),    wgmma<64, 8, kDirect>(),
+            wgmma<64, 6, kStreamK>(),  wgmma<64, 4, kStreamK, 2>(), wgmma<64, 4, kDirect, 2>(),
+            wgmma<64, 8, kCluster>(),  wgmma_cluster<64, 8, 2>(),   wgmma_cluster<64, 8, 3>(),
+            wgmma_cluster<64, 8, 4>(), wgmma_cluster<64, 8, 7>(),   wgmma_cluster<64, 8, 8>(),
+            dequant(0)};
   }
   if (m <= 128) {
-    return {gemm<8, 2, 8, 6>(),    wgmma<128, 6, false>(), wgmma<128, 6, true>(), wgmma<128, 4, false>(),
-            wgmma<64, 8, false>(), dequant(0)};
+    return {gemm<8, 2, 8, 6>(),          wgmma<128, 6, kStreamK>(),   wgmma<128, 6, kDirect>(),
+            wgmma<128, 4, kStreamK>(),   wgmma<64, 8, kStreamK>(),    wgmma<128, 6, kCluster>(),
+            wgmma_cluster<128, 6, 2>(),  wgmma_cluster<128, 6, 3>(),  wgmma_cluster<128, 6, 4>(),
+            dequant(0)};
   }
-  return {wgmma<256, 6, false>(), wgmma<256, 6, true>(),  wgmma<256, 4, false>(),
-          wgmma<128, 6, false>(), wgmma<128, 6, true>(),  wgmma<128, 4, false>(), dequant(0)};
+  return {wgmma<256, 6, kStreamK>(),   wgmma<256, 6, kDirect>(),    wgmma<256, 4, kStreamK>(),
+          wgmma<128, 6, kStreamK>(),   wgmma<128, 6, kDirect>(),    wgmma<128, 4, kStreamK>(),
+          wgmma<256, 6, kCluster>(),   wgmma<128, 6, kCluster>(),   wgmma_cluster<256, 6, 2>(),
+          wgmma_cluster<256, 6, 3>(),  wgmma_cluster<256, 6, 4>(),  wgmma_cluster<128, 6, 2>(),
+          wgmma_cluster<128, 6, 4>(),  dequant(0)};
 }
 
 int main(int argc, char** argv) {
@@ -295,8 +356,9 @@ int main(int argc, char** argv) {
         std::sort(times.begin(), times.end());
         const double us = times[times.size() / 2];
         const double bytes = double(n) * k / 2 + double(sbytes);
-        std::printf("%-24s %6d %6d %4d %9.2f %9.3f %9.1f %s\n", v.name.c_str(), k, n, m, us, bytes / us / 1e6,
-                    2.0 * m * n * k / us / 1e6, err <= 1e-2 * norm ? "" : "MISMATCH");
+        std::printf("%-24s %6d %6d %4d %9.2f %9.3f %9.1f %s %s\n", v.name.c_str(), k, n, m, us, bytes / us / 1e6,
+                    2.0 * m * n * k / us / 1e6, err <= 1e-2 * norm ? "" : "MISMATCH",
+                    v.describe ? v.describe(operands(0)).c_str() : "");
         std::fflush(stdout);
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);

@@ -54,10 +54,10 @@ if [ "$what" != bench ] && [ "${SANITIZE:-1}" != 0 ]; then
   # Sanitizers over every kernel the dispatch uses on this GPU, on a subset of
   # the shapes (memcheck runs each test 10-100x slower).
   timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*bfloat16*:OddShapes/WgmmaConfigs*_g32:OddShapes/GemvShapes*:Warps16/GemvShapes*:Scaled*/GemvShapes.MatchOracle/*_m8_*:Scaled*/GemvShapes.MatchOracle/*_m13_*' \
+    --gtest_brief=1 --gtest_filter='CudaPacking*:CudaKernels.Public*:CudaKernels.Mis*:MetalPort*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/*_n4100_*:OddShapes/CudaKernels.MatchOracle/gemm_wgmma*bfloat16*:OddShapes/WgmmaConfigs*bfloat16_g32:OddShapes/GemvShapes*:Warps16/GemvShapes*:Scaled*/GemvShapes.MatchOracle/*_m8_*:Scaled*/GemvShapes.MatchOracle/*_m13_*' \
     >"$OUT/memcheck.log" 2>&1; echo "memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
   timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 ./build-dev/tests/cuda/test_cuda \
-    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128:OddShapes/WgmmaConfigs.MatchOracle/*_m300_*float16_g32:OddShapes/GemvShapes.MatchOracle/*_m13_*:Warps16/GemvShapes.MatchOracle/*_m8_*:Scaled8Group128/GemvShapes.MatchOracle/*_m8_*:Scaled16Group128/GemvShapes.MatchOracle/*_m13_*' \
+    --gtest_brief=1 --gtest_filter='CudaKernels.Public*:CudaDequant*:OddShapes/CudaKernels.MatchOracle/gemm_mma_m40_*:OddShapes/WgmmaConfigs.MatchOracle/*_m70_*bfloat16_g128:OddShapes/WgmmaConfigs.MatchOracle/*_m300_*k640_float16_g32:OddShapes/GemvShapes.MatchOracle/*_m13_*:Warps16/GemvShapes.MatchOracle/*_m8_*:Scaled8Group128/GemvShapes.MatchOracle/*_m8_*:Scaled16Group128/GemvShapes.MatchOracle/*_m13_*' \
     >"$OUT/racecheck.log" 2>&1; echo "racecheck exit $?: $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)"
 fi
 if [ "$what" = tune ]; then

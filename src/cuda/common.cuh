@@ -125,11 +125,15 @@ __device__ __forceinline__ void grid_dependents_launch() {
 #endif
 }
 
+// False where the environment variable `name` is "0": the switches that
+// turn a launch feature off for an A/B measurement (INT4MM_PDL, INT4MM_CLUSTER).
+inline bool switched_on(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr || std::string_view(value) != "0";
+}
+
 inline bool pdl_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("INT4MM_PDL");
-    return value == nullptr || std::string_view(value) != "0";
-  }();
+  static const bool enabled = switched_on("INT4MM_PDL");
   return enabled;
 }
 
@@ -142,21 +146,60 @@ bool pdl_allowed(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel) {
                           }) == 1;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...), with PDL where `pdl`.
+// kernel<<<grid, block, smem, stream>>>(args...), with PDL where `pdl`, in
+// clusters of `cluster` blocks along x where cluster > 1 (compute capability
+// >= 9.0; grid.x a multiple of it).
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
-                   const char* name, Args&&... args) {
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
+                   unsigned cluster, const char* name, Args&&... args) {
+  cudaLaunchAttribute attributes[2] = {};
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  check_cuda(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...), name, __FILE__, __LINE__);
+  config.attrs = attributes;
+  if (pdl) {
+    cudaLaunchAttribute& attribute = attributes[config.numAttrs++];
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    cudaLaunchAttribute& attribute = attributes[config.numAttrs++];
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = cluster;
+    attribute.val.clusterDim.y = 1;
+    attribute.val.clusterDim.z = 1;
+  }
+  const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  if (status != cudaSuccess) cudaGetLastError();  // not left for the next launch's check to find
+  check_cuda(status, name, __FILE__, __LINE__);
+}
+
+// Clusters of `cluster` blocks (threads, smem bytes of dynamic shared memory
+// each, allowed as resident_blocks_per_sm allows it) that the device holds
+// at once, asked once per device (`cache` is the caller's static array, one
+// per kernel and cluster size).
+template <typename Kernel>
+int resident_clusters(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int threads, int smem,
+                      int cluster) {
+  return cached_per_device(cache, [&](int) {
+           cudaLaunchAttribute attribute{};
+           attribute.id = cudaLaunchAttributeClusterDimension;
+           attribute.val.clusterDim.x = unsigned(cluster);
+           attribute.val.clusterDim.y = 1;
+           attribute.val.clusterDim.z = 1;
+           cudaLaunchConfig_t config{};
+           config.gridDim = dim3(unsigned(cluster));
+           config.blockDim = dim3(unsigned(threads));
+           config.dynamicSmemBytes = size_t(smem);
+           config.attrs = &attribute;
+           config.numAttrs = 1;
+           int clusters = 0;
+           INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
+           return clusters + 1;  // 0 means "not asked yet"
+         }) -
+         1;
 }
 
 // Calls body(p) with `bytes` of device memory from the stream's memory pool,

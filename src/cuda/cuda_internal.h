@@ -54,11 +54,31 @@ struct GemvShape {
 // for any other lists them).
 void gemv_mma_with(const MmArgs& args, const GemvShape& shape);
 
+// How gemm_wgmma spreads its tiles (128 weight rows x its activation rows)
+// over blocks.
+enum class WgmmaSplit : int {
+  kNone,     // one block per tile, writing C directly
+  kStreamK,  // a persistent grid: whole waves of tiles, the last partial wave
+             // stream-K; the blocks of a split tile meet in a global workspace
+  kCluster,  // as kStreamK, but where every tile is split evenly over 2..8
+             // blocks and their clusters fit the GPU at once, those blocks
+             // form a cluster and meet in its distributed shared memory
+};
+
+// The grid of one gemm_wgmma call: blocks, the tiles taken whole
+// (data-parallel), and blocks per cluster (1: no clusters).
+struct WgmmaGrid {
+  int64_t blocks = 0;
+  int64_t dp_tiles = 0;
+  int cluster = 1;
+};
+
 // kGemmWgmma with an explicit configuration, for tests and benchmarks
 // (gemm.cu): activation rows per block (16, 32, 64, 128 or 256: the smallest
-// that holds `tokens`), and one block per tile writing C directly (direct)
-// or stream-K into a float32 workspace.
-void gemm_wgmma_with(const MmArgs& args, int tokens, bool direct);
+// that holds `tokens`) and the split; gemm_wgmma_grid tells the grid that
+// such a call launches on the current device.
+void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split);
+WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split);
 // True when the current device runs sm_90a code (compute capability 9.0).
 bool wgmma_available();
 

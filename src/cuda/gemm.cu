@@ -36,34 +36,28 @@ void run(const MmArgs& args, float* workspace, cudaStream_t stream) {
 // (docs/cuda.md, v5, v7): activation rows per block (the smallest of
 // 16 .. 256 that holds `tokens`), pipeline stages and steps per stage. Up to
 // 32 rows, stages of 2 steps: 6 of them for one block per tile (whole K per
-// block), 4 for stream-K's shorter runs (v7.1).
-template <typename T, int kGroup>
-void run_wgmma(const MmArgs& args, int tokens, bool one_block_per_tile, cudaStream_t stream) {
-  const auto a = static_cast<const T*>(args.a);
-  const auto sz = static_cast<const T*>(args.sz);
-  const auto c = static_cast<T*>(args.c);
-  const int m = int(args.m), n = int(args.n), k = int(args.k);
-  auto launch = [&](auto tokens, auto stages, auto sub) {
-    launch_gemm_wgmma<T, kGroup, decltype(tokens)::value, decltype(stages)::value, decltype(sub)::value>(
-        a, args.lda, args.packed, sz, c, args.ldc, m, n, k, one_block_per_tile, nullptr, 0, stream);
-  };
+// block), 4 for stream-K's shorter runs (v7.1). Calls
+// f(rows, stages, steps per stage) with the configuration as integral
+// constants.
+template <typename F>
+void with_wgmma_config(int tokens, WgmmaSplit split, F&& f) {
   using std::integral_constant;
   using One = integral_constant<int, 1>;
   using Two = integral_constant<int, 2>;
-  auto launch_paired = [&](auto tokens) {  // 2 steps per stage
-    one_block_per_tile ? launch(tokens, integral_constant<int, 6>{}, Two{})
-                       : launch(tokens, integral_constant<int, 4>{}, Two{});
+  auto paired = [&](auto tokens) {  // 2 steps per stage
+    split == WgmmaSplit::kNone ? f(tokens, integral_constant<int, 6>{}, Two{})
+                               : f(tokens, integral_constant<int, 4>{}, Two{});
   };
   if (tokens <= 16) {
-    launch_paired(integral_constant<int, 16>{});
+    paired(integral_constant<int, 16>{});
   } else if (tokens <= 32) {
-    launch_paired(integral_constant<int, 32>{});
+    paired(integral_constant<int, 32>{});
   } else if (tokens <= 64) {
-    launch(integral_constant<int, 64>{}, integral_constant<int, 8>{}, One{});
+    f(integral_constant<int, 64>{}, integral_constant<int, 8>{}, One{});
   } else if (tokens <= 128) {
-    launch(integral_constant<int, 128>{}, integral_constant<int, 6>{}, One{});
+    f(integral_constant<int, 128>{}, integral_constant<int, 6>{}, One{});
   } else {
-    launch(integral_constant<int, 256>{}, integral_constant<int, 6>{}, One{});
+    f(integral_constant<int, 256>{}, integral_constant<int, 6>{}, One{});
   }
 }
 
@@ -109,10 +103,30 @@ bool wgmma_available() {
          }) == 1;
 }
 
-void gemm_wgmma_with(const MmArgs& args, int tokens, bool direct) {
+void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
   dispatch_half_types(args, [&](auto tag, auto group) {
-    run_wgmma<decltype(tag), decltype(group)::value>(args, tokens, direct, stream_of(*args.options));
+    using T = decltype(tag);
+    with_wgmma_config(tokens, split, [&](auto rows, auto stages, auto sub) {
+      constexpr int kGroup = decltype(group)::value, kRows = decltype(rows)::value;
+      constexpr int kStages = decltype(stages)::value, kSub = decltype(sub)::value;
+      const int m = int(args.m), n = int(args.n), k = int(args.k);
+      launch_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(
+          static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
+          static_cast<T*>(args.c), args.ldc, m, n, k, plan_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(m, n, k, split),
+          nullptr, 0, stream_of(*args.options));
+    });
   });
+}
+
+WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
+  WgmmaGrid grid;
+  dispatch_half_types(args, [&](auto tag, auto group) {
+    with_wgmma_config(tokens, split, [&](auto rows, auto stages, auto sub) {
+      grid = plan_gemm_wgmma<decltype(tag), decltype(group)::value, decltype(rows)::value, decltype(stages)::value,
+                             decltype(sub)::value>(int(args.m), int(args.n), int(args.k), split);
+    });
+  });
+  return grid;
 }
 
 void gemm_wgmma_mm(const MmArgs& args) {
@@ -140,7 +154,15 @@ void gemm_wgmma_mm(const MmArgs& args) {
   const int64_t slots = sms * wgmma_min_blocks(tokens);
   const double busy = tiles <= sms ? double(tiles) / double(sms)
                                    : double(tiles) / double((tiles + slots - 1) / slots * slots);
-  gemm_wgmma_with(args, tokens, busy >= 0.9 || ((args.k <= 4096 || tokens <= 32) && tiles <= slots && busy >= 0.8));
+  // Split tiles meet in a cluster's shared memory where they can (v10;
+  // INT4MM_CLUSTER=0: in the global workspace, as before).
+  static const bool clusters = switched_on("INT4MM_CLUSTER");
+  const bool one_block_per_tile =
+      busy >= 0.9 || ((args.k <= 4096 || tokens <= 32) && tiles <= slots && busy >= 0.8);
+  gemm_wgmma_with(args, tokens,
+                  one_block_per_tile ? WgmmaSplit::kNone
+                  : clusters         ? WgmmaSplit::kCluster
+                                     : WgmmaSplit::kStreamK);
 }
 
 }  // namespace int4mm::detail::cuda

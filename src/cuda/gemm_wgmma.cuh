@@ -46,7 +46,11 @@
 // adds them up and writes C: no zeroed float32 C, no conversion kernel.
 // With fewer tiles than blocks, the grid shrinks to a whole number of blocks
 // per tile where that keeps >= 90% of them (v8): each block then runs one
-// segment (one pipeline fill), K split evenly. One block per tile (nothing
+// segment (one pipeline fill), K split evenly. Or (v10, K <= 8192) each tile
+// is split evenly over the 2..8 blocks of a thread-block cluster, which add
+// up their parts through distributed shared memory, each block writing its
+// share of the tile's rows of C: no workspace, no counters, no memset, and
+// the same sums whichever block finishes last. One block per tile (nothing
 // split) is the other choice (dispatch: gemm.cu).
 //
 // Limitations:
@@ -56,7 +60,13 @@
 //      scales_and_zeros 4-byte aligned.
 //   3. Tokens past M are computed on zeros (kTokens = 64 at M = 40 wastes 38%).
 //   4. cp.async without an L2 evict-first hint (see cp_async_16).
+//   5. A cluster split is taken only where all its clusters fit the GPU at
+//      once, as cudaOccupancyMaxActiveClusters counts them (a cluster's
+//      blocks share a GPC, so sizes that do not divide a GPC's SMs fit fewer
+//      than SMs / size).
 #pragma once
+
+#include <cooperative_groups.h>
 
 #include <algorithm>
 #include <atomic>
@@ -87,8 +97,10 @@ struct WgmmaPlan {
   static constexpr int kStageBytes = kSub * kStepBytes;
   static constexpr int kOutStride = kRowsN + 8;           // staged C row, in elements: 16 bytes of pad
   static constexpr int kOutBytes = kTokens * kOutStride * 2;
+  static constexpr int kPartStride = kRowsN + 4;          // float32 partial C row (clusters): 16 bytes of pad
+  static constexpr int kPartBytes = kTokens * kPartStride * 4;
   // + 1024: the stages start at the first 1024-aligned shared address.
-  static constexpr int kSmemBytes = std::max(kStages * kStageBytes, kOutBytes) + 1024;
+  static constexpr int kSmemBytes = std::max({kStages * kStageBytes, kOutBytes, kPartBytes}) + 1024;
   static_assert(kTokens % 16 == 0 && kTokens <= 256, "wgmma N: 16..256");
   static_assert(kStages >= 3, "one stage read, one draining, one filling");
   static_assert(kStages * kSub % 2 == 0, "consecutive steps alternate two register buffers");
@@ -112,6 +124,17 @@ __device__ __forceinline__ uint64_t sw128_descriptor(uint32_t address) {
 // start address field (address / 16) cannot overflow into the next field,
 // as shared addresses stay below 2^18.
 __device__ __forceinline__ uint64_t descriptor_at(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+
+// Stores src[0, 8) at dst, or its first `count` elements where count < 8: one
+// 16-byte store where `vector` (dst 16-byte aligned) and count >= 8.
+template <typename T>
+__device__ __forceinline__ void store_8(T* dst, const T* src, int count, bool vector) {
+  if (vector && count >= 8) {
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+  } else {
+    for (int e = 0; e < 8 && e < count; ++e) dst[e] = src[e];
+  }
+}
 
 // 4-byte global -> shared copy, zero-filled where !valid.
 __device__ __forceinline__ void cp_async_4(uint32_t d, const void* src, bool valid) {
@@ -138,9 +161,10 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
                       const T* __restrict__ sz,          // [k / kGroupSize, n, 2]
                       T* __restrict__ c,                 // [m, n], row stride ldc
                       int64_t ldc,
-                      int* __restrict__ arrivals,        // [tiles], zeroed (split tiles only)
-                      float4* __restrict__ partials,     // [grid][2][kTokens / 8][256] (split tiles only)
-                      int m, int n, int k, int64_t dp_tiles, bool vector_c) {
+                      int* __restrict__ arrivals,        // [tiles], zeroed (split tiles only, no clusters)
+                      float4* __restrict__ partials,     // [grid][2][kTokens / 8][256] (likewise)
+                      int m, int n, int k, int64_t dp_tiles, bool vector_c,
+                      bool cluster_split) {              // the blocks of a split tile are a cluster
 #if defined(INT4MM_WGMMA)
   using Plan = WgmmaPlan<kTokens, kStages, kGroupSize, kSub>;
   using T2 = typename Pair<T>::type;
@@ -175,6 +199,9 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
   // Tiles run in groups of kRaster m-blocks, n-blocks outer: the tiles in
   // flight at once share a few activation row blocks and many weight blocks
   // in L2.
+  //
+  // With cluster_split, every tile is split over the G / tiles blocks of one
+  // cluster (dp_tiles = 0: block b's units lie in tile b / (G / tiles)).
   const int64_t grid = gridDim.x;
   const int64_t units = (int64_t(blocks_n) * blocks_m - dp_tiles) * steps;  // stream-K units
   int64_t next_dp = blockIdx.x;
@@ -331,6 +358,50 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
     cp_async_wait<0>();
 
+    // Accumulator i: weight row (tile row) g + 8 ((i / 2) % 2) of this
+    // warp's tile, token 8 (i / 4) + 2 t + i % 2 (wgmma's D fragment).
+    const int row_g = (warp & 3) * 16 + g + (warp >> 2) * 64;  // the block's row of acc[0]
+    auto acc_row = [&](int i) { return row_g + ((i >> 1) & 1) * 8; };
+    auto acc_token = [&](int i) { return (i >> 2) * 8 + 2 * t + (i & 1); };
+    constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks of C per token row
+
+    if (cluster_split) {
+      // The cluster's blocks hold parts of this tile (their K ranges): each
+      // leaves its part in its shared memory, float32 [token][row], then adds
+      // up its share of the tile's tokens over every block's part (the
+      // cluster's distributed shared memory), in rank order (the same sums
+      // whichever block adds them), and writes those rows of C.
+      namespace cg = cooperative_groups;
+      const cg::cluster_group cluster = cg::this_cluster();
+      float* const part = reinterpret_cast<float*>(smem_ptr);
+      __syncthreads();  // every warp's last reads of the stages are done
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) part[acc_token(i) * Plan::kPartStride + acc_row(i)] = acc[i];
+      cluster.sync();  // every block's part is written and visible
+      const int ranks = int(cluster.num_blocks()), rank = int(cluster.block_rank());
+      const int valid = std::min(kTokens, m - m0);
+      const int first = rank * valid / ranks, count = (rank + 1) * valid / ranks - first;
+      for (int idx = tid; idx < count * kChunks; idx += kThreads) {
+        const int token = first + idx / kChunks, chunk = idx % kChunks;
+        const int row = row0 + chunk * 8;
+        if (row >= n) continue;
+        float* const mine = part + token * Plan::kPartStride + chunk * 8;
+        float sum[8] = {};
+        for (int q = 0; q < ranks; ++q) {
+          const float4* const theirs = reinterpret_cast<const float4*>(cluster.map_shared_rank(mine, q));
+          const float4 lo = theirs[0], hi = theirs[1];
+          sum[0] += lo.x, sum[1] += lo.y, sum[2] += lo.z, sum[3] += lo.w;
+          sum[4] += hi.x, sum[5] += hi.y, sum[6] += hi.z, sum[7] += hi.w;
+        }
+        alignas(16) T out[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) out[e] = from_float<T>(sum[e]);
+        store_8(c + int64_t(m0 + token) * ldc + row, out, n - row, vector_c);
+      }
+      cluster.sync();  // no block leaves while another reads its shared memory
+      continue;        // (the block's only segment)
+    }
+
     // A tile split over blocks: each adds up in the last of them to arrive.
     // Every block stores its partial accumulators (slot 0: its first
     // segment, slot 1: its last), then counts itself in; the last one reads
@@ -369,34 +440,70 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     }
 
     // C through shared memory (the stages are free once every warp is
-    // here), then 16-byte stores along N. Accumulator i: weight row (tile
-    // row) g + 8 ((i / 2) % 2), token 8 (i / 4) + 2 t + i % 2.
-    const int row_g = (warp & 3) * 16 + g + (warp >> 2) * 64;  // the block's row of acc[0]
+    // here), then 16-byte stores along N.
     __syncthreads();
     T* const staged = reinterpret_cast<T*>(smem_ptr);
 #pragma unroll
-    for (int i = 0; i < kAcc; ++i) {
-      const int row = row_g + ((i >> 1) & 1) * 8;
-      const int token = (i >> 2) * 8 + 2 * t + (i & 1);
-      staged[token * Plan::kOutStride + row] = from_float<T>(acc[i]);
-    }
+    for (int i = 0; i < kAcc; ++i) staged[acc_token(i) * Plan::kOutStride + acc_row(i)] = from_float<T>(acc[i]);
     __syncthreads();
-    constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks per token row
     for (int idx = tid; idx < kTokens * kChunks; idx += kThreads) {
       const int token = idx / kChunks, chunk = idx % kChunks;
       const int row = row0 + chunk * 8;
       if (m0 + token >= m || row >= n) continue;
-      const T* src = staged + token * Plan::kOutStride + chunk * 8;
-      T* dst = c + int64_t(m0 + token) * ldc + row;
-      if (vector_c && row + 8 <= n) {
-        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-      } else {
-        for (int e = 0; e < 8 && row + e < n; ++e) dst[e] = src[e];
-      }
+      store_8(c + int64_t(m0 + token) * ldc + row, staged + token * Plan::kOutStride + chunk * 8, n - row, vector_c);
     }
     __syncthreads();  // the next segment refills the stages
   }
 #endif  // INT4MM_WGMMA
+}
+
+// Host side: the grid of one gemm_wgmma call (WgmmaSplit, cuda_internal.h).
+//
+// kCluster, where K <= 8192: each tile split evenly over the blocks of one
+// cluster, as few as put a block on >= 70% of the SMs (at least 2, at most
+// 8, the portable cluster size), where every block keeps >= 2 steps and all
+// the clusters fit the GPU at once. On an H100 (docs/cuda.md, v10, one
+// machine, bf16, against the stream-K grid): 4096 x 4096 at M = 16-64
+// (clusters of 3) 1.25-1.32x faster, M = 128 1.03x, M = 256 (pairs) 1.19x;
+// 8192 x 8192 at M = 16-256 (pairs) 1.03-1.22x. The size rule and the K
+// limit (deeper K kept the global fixup) come from a workbench run whose
+// log was lost (v10).
+//
+// Otherwise (kStreamK, or no cluster fits) a persistent grid of as many
+// blocks as fit at once: whole waves of tiles data-parallel, the last partial
+// wave stream-K, every block at least 2 units; with fewer tiles than blocks,
+// a whole number of blocks per tile where that keeps >= 90% of them (v8),
+// each block one segment (one pipeline fill, no tile boundary inside its run).
+template <typename T, int kGroupSize, int kTokens, int kStages, int kSub>
+WgmmaGrid plan_gemm_wgmma(int m, int n, int k, WgmmaSplit split) {
+  using Plan = WgmmaPlan<kTokens, kStages, kGroupSize, kSub>;
+  auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages, kSub>;
+  const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
+  const int64_t steps = (int64_t(k) + 63) / 64;
+  if (tiles * steps == 0) return WgmmaGrid{0, 0, 1};
+  if (split == WgmmaSplit::kNone) return WgmmaGrid{tiles, tiles, 1};
+  static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+  const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
+  const int64_t slots = int64_t(sm_count()) * blocks_per_sm;
+  constexpr int kMaxCluster = 8;      // the portable cluster size
+  constexpr int64_t kMaxSteps = 128;  // K <= 8192
+  const int64_t size = std::max<int64_t>(2, (7 * int64_t(sm_count()) + 10 * tiles - 1) / (10 * tiles));
+  if (split == WgmmaSplit::kCluster && steps <= kMaxSteps && size <= kMaxCluster && size * tiles <= slots &&
+      steps >= 2 * size) {
+    static std::atomic<int> clusters[kMaxCluster + 1][kMaxCachedDevices] = {};
+    if (resident_clusters(clusters[size], kernel, Plan::kThreads, Plan::kSmemBytes, int(size)) >= tiles) {
+      return WgmmaGrid{size * tiles, 0, int(size)};
+    }
+  }
+  int64_t grid = std::max<int64_t>(1, std::min<int64_t>(slots, tiles * steps / 2));
+  const int64_t splits = grid / tiles;
+  if (splits >= 2 && 10 * splits * tiles >= 9 * grid) grid = splits * tiles;
+  int64_t dp_tiles = tiles / grid * grid;
+  if (dp_tiles < tiles && (tiles - dp_tiles) * steps < 2 * grid) {
+    dp_tiles = std::max<int64_t>(0, dp_tiles - grid);  // too few stream-K units: one wave fewer
+  }
+  grid = std::max<int64_t>(1, std::min<int64_t>(grid, (tiles - dp_tiles) * steps / 2 + (dp_tiles > 0 ? grid : 0)));
+  return WgmmaGrid{grid, dp_tiles, 1};
 }
 
 // The workspace of a stream-K launch of `grid` blocks over `tiles` tiles:
@@ -407,37 +514,21 @@ size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
   return wgmma_counter_bytes(tiles) + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
 }
 
-// Host side: one gemm_wgmma call. A persistent grid (as many blocks as fit
-// at once): whole waves of tiles data-parallel, the last partial wave
-// stream-K (every block at least 2 units); or one block per tile
-// (one_block_per_tile: nothing split, no workspace). The workspace comes from
-// the caller (workspace_bytes at least wgmma_workspace_bytes) or, when it
-// passes none, from the stream's memory pool.
+// Host side: one gemm_wgmma call on `grid` (plan_gemm_wgmma's, or for the
+// workbench any grid of the same kinds: one block per tile; whole waves and
+// a stream-K wave; `cluster` blocks per tile, grid.blocks = cluster x tiles).
+// The workspace (split tiles without clusters) comes from the caller
+// (workspace_bytes at least wgmma_workspace_bytes) or, when it passes none,
+// from the stream's memory pool.
 template <typename T, int kGroupSize, int kTokens, int kStages, int kSub>
-void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc,
-                       int m, int n, int k, bool one_block_per_tile, void* workspace, size_t workspace_bytes,
-                       cudaStream_t stream) {
+void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc, int m, int n,
+                       int k, const WgmmaGrid& grid, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   using Plan = WgmmaPlan<kTokens, kStages, kGroupSize, kSub>;
   auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages, kSub>;
+  if (grid.blocks == 0) return;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
-  const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
+  resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);  // allows its shared memory
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
-  const int64_t steps = (int64_t(k) + 63) / 64;
-  if (tiles * steps == 0) return;
-  int64_t grid = tiles, dp_tiles = tiles;
-  if (!one_block_per_tile) {
-    grid = std::max<int64_t>(1, std::min<int64_t>(int64_t(sm_count()) * blocks_per_sm, tiles * steps / 2));
-    // Fewer tiles than blocks: a whole number of blocks per tile where that
-    // keeps >= 90% of them (K split evenly, v8), so that each block runs one
-    // segment: one pipeline fill, no tile boundary inside its run.
-    const int64_t splits = grid / tiles;
-    if (splits >= 2 && 10 * splits * tiles >= 9 * grid) grid = splits * tiles;
-    dp_tiles = tiles / grid * grid;
-    if (dp_tiles < tiles && (tiles - dp_tiles) * steps < 2 * grid) {
-      dp_tiles = std::max<int64_t>(0, dp_tiles - grid);  // too few stream-K units: one wave fewer
-    }
-    grid = std::max<int64_t>(1, std::min<int64_t>(grid, (tiles - dp_tiles) * steps / 2 + (dp_tiles > 0 ? grid : 0)));
-  }
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   auto run = [&](void* space) {
     int* const arrivals = static_cast<int*>(space);
@@ -445,13 +536,13 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
         space == nullptr ? nullptr
                          : reinterpret_cast<float4*>(static_cast<uint8_t*>(space) + wgmma_counter_bytes(tiles));
     if (space != nullptr) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
-    kernel<<<unsigned(grid), Plan::kThreads, Plan::kSmemBytes, stream>>>(
-        a, lda, static_cast<const uint4*>(packed), sz, c, ldc, arrivals, partials, m, n, k, dp_tiles, vector_c);
-    INT4MM_CUDA_CHECK_LAUNCH("gemm_wgmma_kernel");
+    launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes, stream, false,
+                  unsigned(grid.cluster), "gemm_wgmma_kernel", a, lda, static_cast<const uint4*>(packed), sz, c, ldc,
+                  arrivals, partials, m, n, k, grid.dp_tiles, vector_c, grid.cluster > 1);
   };
-  const size_t needed = wgmma_workspace_bytes<kTokens>(grid, tiles);
-  if (dp_tiles == tiles) {
-    run(nullptr);  // every segment is a whole tile
+  const size_t needed = wgmma_workspace_bytes<kTokens>(grid.blocks, tiles);
+  if (grid.dp_tiles == tiles || grid.cluster > 1) {
+    run(nullptr);  // nothing split, or split within clusters
   } else if (workspace != nullptr && workspace_bytes >= needed) {
     run(workspace);
   } else {

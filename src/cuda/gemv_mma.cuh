@@ -474,7 +474,7 @@ void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, 
   const int per_sm = resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem too
   const int blocks = ((n + 15) / 16 + kTiles - 1) / kTiles;
   const bool pdl = pdl_allowed(pdl_cache, kernel) && (per_sm == 1 || blocks >= per_sm * sm_count());
-  launch_kernel(kernel, blocks, kWarps * 32, kSmem, stream, pdl, "gemv_mma_kernel", a, lda, packed, sz, c, ldc, m, n,
+  launch_kernel(kernel, blocks, kWarps * 32, kSmem, stream, pdl, 1, "gemv_mma_kernel", a, lda, packed, sz, c, ldc, m, n,
                 k, pdl);
 }
 

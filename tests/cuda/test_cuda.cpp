@@ -349,46 +349,78 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "warps=16, staged_a=false, scaled_w=false at M=8, group_size=64");
 }
 
-// gemm_wgmma's every configuration (rows per block x persistent grid with a
-// stream-K last wave, or one block per tile), which dispatch picks by M and
-// shape: odd M, N and K tails, group 32; stream-K splits tiles over blocks
-// (their partials meet in a workspace).
-class WgmmaConfigs : public ::testing::TestWithParam<std::tuple<int, bool, Shape, DType, int64_t>> {};
+// gemm_wgmma's every configuration (rows per block x one block per tile,
+// persistent grid with a stream-K last wave, or tiles split evenly over
+// clusters), which dispatch picks by M and shape: odd M, N and K tails,
+// group 32; stream-K splits tiles over blocks (their partials meet in a
+// workspace), clusters split them over their blocks (they meet in shared
+// memory: on an H100, 4000 x 1152 in clusters of 3; 4000 x 640 at 70 rows
+// in pairs at 64 rows, in clusters of 3 at 128 / 256).
+using detail::cuda::WgmmaSplit;
+class WgmmaConfigs : public ::testing::TestWithParam<std::tuple<int, WgmmaSplit, Shape, DType, int64_t>> {};
 
 TEST_P(WgmmaConfigs, MatchOracle) {
   SKIP_WITHOUT_GPU();
-  const auto [tokens, direct, shape, dtype, group_size] = GetParam();
+  const auto [tokens, split, shape, dtype, group_size] = GetParam();
   const auto [m, n, k] = shape;
   if (k % group_size != 0) GTEST_SKIP() << "K=" << k << " is not a multiple of " << group_size;
   Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(tokens + m * 7 + n * 3 + k));
   // C's 16-byte store path needs ldc % 8 == 0: n + 8 takes it where N % 8 == 0, n + 5 never.
-  const int64_t ldc = n + (direct ? 8 : 5);
+  const bool vector_c = split == WgmmaSplit::kNone || (split == WgmmaSplit::kCluster && tokens > 32);
+  const int64_t ldc = n + (vector_c ? 8 : 5);
   GpuProblem gpu(p, ldc);
   const Options options{Backend::kCuda};
   const detail::MmArgs args = gpu.args(ldc, options);
   if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
     GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
   }
-  detail::cuda::gemm_wgmma_with(args, tokens, direct);
+  const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, tokens, split);
+  SCOPED_TRACE(detail::concat("grid: ", grid.blocks, " blocks, ", grid.dp_tiles, " whole tiles, clusters of ",
+                              grid.cluster));
+  detail::cuda::gemm_wgmma_with(args, tokens, split);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemm_wgmma");
 }
 
 std::string wgmma_case_name(const ::testing::TestParamInfo<WgmmaConfigs::ParamType>& param) {
-  const auto [tokens, direct, shape, dtype, group_size] = param.param;
+  const auto [tokens, split, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
-  return detail::concat("t", tokens, direct ? "_direct" : "_streamk", "_m", m, "_n", n, "_k", k, "_",
-                        dtype_name(dtype), "_g", group_size);
+  const char* split_name = split == WgmmaSplit::kNone      ? "_direct"
+                           : split == WgmmaSplit::kStreamK ? "_streamk"
+                                                           : "_cluster";
+  return detail::concat("t", tokens, split_name, "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype), "_g", group_size);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     OddShapes, WgmmaConfigs,
-    ::testing::Combine(::testing::Values(16, 32, 64, 128, 256), ::testing::Bool(),
-                       ::testing::Values(Shape{70, 300, 1152}, Shape{300, 4100, 640},
-                                         Shape{5, 136, 96}, Shape{130, 72, 480}),
+    ::testing::Combine(::testing::Values(16, 32, 64, 128, 256),
+                       ::testing::Values(WgmmaSplit::kNone, WgmmaSplit::kStreamK, WgmmaSplit::kCluster),
+                       ::testing::Values(Shape{70, 300, 1152}, Shape{300, 4100, 640}, Shape{5, 136, 96},
+                                         Shape{130, 72, 480}, Shape{5, 4000, 1152}, Shape{70, 4000, 640}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(128))),
     wgmma_case_name);
+
+// The cluster split is taken where the tests above expect it (so that they
+// test it): on an H100 SXM (132 SMs), 4000 x 640 at 70 rows of 128 per block
+// is 32 tiles, so each tile is split over a cluster of 3 blocks (the fewest
+// that put a block on >= 70% of the SMs; 10 steps of K: 3, 3 and 4).
+TEST(CudaKernels, WgmmaClusterSplitTaken) {
+  SKIP_WITHOUT_GPU();
+  Problem p = make_problem(70, 4000, 640, 128, DType::kBFloat16, 7);
+  GpuProblem gpu(p, 4000);
+  const Options options{Backend::kCuda};
+  const detail::MmArgs args = gpu.args(4000, options);
+  if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
+    GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+  }
+  if (detail::cuda::sm_count() != 132) GTEST_SKIP() << "the expected split is an H100 SXM's (132 SMs)";
+  const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kCluster);
+  EXPECT_EQ(grid.blocks, 96);
+  EXPECT_EQ(grid.dp_tiles, 0);
+  EXPECT_EQ(grid.cluster, 3);
+  EXPECT_EQ(detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kStreamK).cluster, 1);
+}
 
 TEST(CudaKernels, PublicApiDispatchesEveryM) {
   SKIP_WITHOUT_GPU();

@@ -116,7 +116,8 @@ Variant wgmma_cluster() {
   char name[96];
   std::snprintf(name, sizeof name, "wgmma T%d S%d U%d cluster%d", kTokens, kStages, kSub, kCluster);
   auto plan = [](const Operands& o) {
-    const int64_t tiles = (int64_t(o.n) + 127) / 128 * ((int64_t(o.m) + kTokens - 1) / kTokens);
+    const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
+                          ((int64_t(o.m) + kTokens - 1) / kTokens);
     return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster};
   };
   return {name,

@@ -146,6 +146,16 @@ bool pdl_allowed(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel) {
                           }) == 1;
 }
 
+// The launch attribute that groups blocks into clusters of `blocks` along x.
+inline cudaLaunchAttribute cluster_dimension(unsigned blocks) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = blocks;
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  return attribute;
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...), with PDL where `pdl`, in
 // clusters of `cluster` blocks along x where cluster > 1 (compute capability
 // >= 9.0; grid.x a multiple of it).
@@ -164,13 +174,7 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
     attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attribute.val.programmaticStreamSerializationAllowed = 1;
   }
-  if (cluster > 1) {
-    cudaLaunchAttribute& attribute = attributes[config.numAttrs++];
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = cluster;
-    attribute.val.clusterDim.y = 1;
-    attribute.val.clusterDim.z = 1;
-  }
+  if (cluster > 1) attributes[config.numAttrs++] = cluster_dimension(cluster);
   const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
   if (status != cudaSuccess) cudaGetLastError();  // not left for the next launch's check to find
   check_cuda(status, name, __FILE__, __LINE__);
@@ -184,11 +188,7 @@ template <typename Kernel>
 int resident_clusters(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int threads, int smem,
                       int cluster) {
   return cached_per_device(cache, [&](int) {
-           cudaLaunchAttribute attribute{};
-           attribute.id = cudaLaunchAttributeClusterDimension;
-           attribute.val.clusterDim.x = unsigned(cluster);
-           attribute.val.clusterDim.y = 1;
-           attribute.val.clusterDim.z = 1;
+           cudaLaunchAttribute attribute = cluster_dimension(unsigned(cluster));
            cudaLaunchConfig_t config{};
            config.gridDim = dim3(unsigned(cluster));
            config.blockDim = dim3(unsigned(threads));

@@ -3,7 +3,8 @@
 // staged A, scaled weights, min blocks per SM), gemm_mma's GemmShape
 // (m-tiles per block, weight tiles per warp, warps, pipeline stages) and
 // gemm_wgmma's (rows per block, stages, steps per stage; one block per
-// tile, stream-K, or tiles split over clusters of a given size), per M.
+// tile, stream-K, or tiles split over clusters of a given size; grids
+// without a workspace with and without PDL), per M.
 // Each variant is checked against dequantize + cuBLAS, then timed as PERF.md
 // asks (CUDA graph of 20 calls, weights rotated past 3x L2, median of 20
 // replays). The winners go into src/cuda/dispatch.cu and src/cuda/gemm.cu;
@@ -49,12 +50,14 @@ struct Operands {
   float* workspace;  // float32 [m, n] for gemm_mma; gemm_wgmma's stream-K uses it too
   size_t workspace_bytes;
   int m, n, k, group;
+  bool pdl;  // gemm_wgmma grids without a workspace: launched with PDL
 };
 
 struct Variant {
   std::string name;
   std::function<void(const Operands&, cudaStream_t)> launch;
   std::function<std::string(const Operands&)> describe = nullptr;  // the launch's grid, where it varies
+  bool pdl = false;  // timed with and without PDL
 };
 
 template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW, int kMinBlocks,
@@ -88,8 +91,8 @@ constexpr WgmmaSplit kDirect = WgmmaSplit::kNone, kStreamK = WgmmaSplit::kStream
 
 std::string describe_grid(const detail::cuda::WgmmaGrid& grid) {
   char text[96];
-  std::snprintf(text, sizeof text, "grid %lld dp %lld cluster %d", static_cast<long long>(grid.blocks),
-                static_cast<long long>(grid.dp_tiles), grid.cluster);
+  std::snprintf(text, sizeof text, "grid %lld dp %lld cluster %d%s", static_cast<long long>(grid.blocks),
+                static_cast<long long>(grid.dp_tiles), grid.cluster, grid.pdl ? " pdl" : "");
   return text;
 }
 
@@ -99,14 +102,17 @@ Variant wgmma() {
   std::snprintf(name, sizeof name, "wgmma T%d S%d U%d %s", kTokens, kStages, kSub,
                 kSplit == kDirect ? "direct" : kSplit == kStreamK ? "streamk" : "cluster");
   auto plan = [](const Operands& o) {
-    return detail::cuda::plan_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(o.m, o.n, o.k, kSplit);
+    detail::cuda::WgmmaGrid grid =
+        detail::cuda::plan_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(o.m, o.n, o.k, kSplit);
+    grid.pdl = o.pdl;
+    return grid;
   };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(
                 o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
           },
-          [plan](const Operands& o) { return describe_grid(plan(o)); }};
+          [plan](const Operands& o) { return describe_grid(plan(o)); }, kSplit != kStreamK};
 }
 
 // gemm_wgmma with every tile split over a cluster of kCluster blocks, whether
@@ -118,7 +124,7 @@ Variant wgmma_cluster() {
   auto plan = [](const Operands& o) {
     const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
                           ((int64_t(o.m) + kTokens - 1) / kTokens);
-    return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster};
+    return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster, o.pdl};
   };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
@@ -134,7 +140,8 @@ Variant wgmma_cluster() {
             const int fit =
                 detail::cuda::resident_clusters(clusters, kernel, Plan::kThreads, Plan::kSmemBytes, kCluster);
             return describe_grid(plan(o)) + " (" + std::to_string(fit) + " fit)";
-          }};
+          },
+          true};
 }
 
 // dequantize + cuBLAS with a chunk size (0: the default).
@@ -205,48 +212,43 @@ std::vector<Variant> variants(int m, int group) {
     return group == 32 ? gemv_variants<32>(m) : group == 64 ? gemv_variants<64>(m) : gemv_variants<256>(m);
   }
   if (m > 256) {
-    return {wgmma<256, 6, kStreamK>(), wgmma<256, 6, kDirect>(), wgmma<256, 4, kStreamK>(), wgmma<256, 4, kDirect>(),
-            wgmma<256, 6, kCluster>(), dequant(0)};
+    return {wgmma<256, 6, kStreamK>(), wgmma<256, 6, kDirect>(), wgmma<256, 4, kStreamK>(),
+            wgmma<256, 4, kDirect>(),  wgmma<256, 6, kCluster>(), wgmma<128, 6, kStreamK>(),
+            wgmma<128, 6, kDirect>(),  dequant(0)};
   }
   if (m <= 8) return gemv_variants<kGroup>(m);
   if (m <= 16) {
     std::vector<Variant> v = gemv_variants<kGroup>(m);
-    for (Variant w : {gemm<2, 2, 8, 8>(), wgmma<16, 8, kStreamK>(), wgmma<16, 8, kDirect>(),
-                      wgmma<16, 6, kStreamK, 2>(), wgmma<16, 6, kDirect, 2>(), wgmma<16, 4, kStreamK, 2>(),
-                      wgmma<16, 4, kDirect, 2>(), wgmma<16, 4, kCluster, 2>(), wgmma_cluster<16, 4, 2, 2>(),
-                      wgmma_cluster<16, 4, 3, 2>(), wgmma_cluster<16, 4, 4, 2>(), wgmma_cluster<16, 4, 7, 2>(),
-                      wgmma_cluster<16, 4, 8, 2>()}) {
+    for (Variant w : {gemm<2, 2, 8, 8>(), wgmma<16, 6, kDirect, 2>(), wgmma<16, 4, kStreamK, 2>(),
+                      wgmma<16, 6, kCluster, 2>(), wgmma_cluster<16, 4, 2, 2>(), wgmma_cluster<16, 4, 3, 2>(),
+                      wgmma_cluster<16, 4, 4, 2>(), wgmma_cluster<16, 4, 8, 2>(), wgmma_cluster<16, 6, 2, 2>(),
+                      wgmma_cluster<16, 6, 4, 2>(), wgmma_cluster<16, 8, 2, 2>(), wgmma_cluster<16, 8, 4, 2>()}) {
       v.push_back(w);
     }
     return v;
   }
   if (m <= 32) {
-    return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),
-            wgmma<32, 8, kStreamK>(),            wgmma<32, 8, kDirect>(),
-            wgmma<32, 6, kStreamK, 2>(),         wgmma<32, 6, kDirect, 2>(),
-            wgmma<32, 4, kStreamK, 2>(),         wgmma<32, 4, kDirect, 2>(),
-            wgmma<32, 4, kCluster, 2>(),         wgmma_cluster<32, 4, 2, 2>(),
-            wgmma_cluster<32, 4, 3, 2>(),        wgmma_cluster<32, 4, 4, 2>(),
-            wgmma_cluster<32, 4, 7, 2>(),        wgmma_cluster<32, 4, 8, 2>()};
+    return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),          wgmma<32, 6, kDirect, 2>(),
+            wgmma<32, 4, kStreamK, 2>(),         wgmma<32, 6, kCluster, 2>(), wgmma_cluster<32, 4, 2, 2>(),
+            wgmma_cluster<32, 4, 3, 2>(),        wgmma_cluster<32, 4, 4, 2>(), wgmma_cluster<32, 4, 8, 2>(),
+            wgmma_cluster<32, 6, 2, 2>(),        wgmma_cluster<32, 6, 4, 2>()};
   }
   if (m <= 64) {
-    return {gemm<8, 2, 8, 6>(),        wgmma<64, 8, kStreamK>(),    wgmma<64, 8, kDirect>(),
-            wgmma<64, 6, kStreamK>(),  wgmma<64, 4, kStreamK, 2>(), wgmma<64, 4, kDirect, 2>(),
-            wgmma<64, 8, kCluster>(),  wgmma_cluster<64, 8, 2>(),   wgmma_cluster<64, 8, 3>(),
-            wgmma_cluster<64, 8, 4>(), wgmma_cluster<64, 8, 7>(),   wgmma_cluster<64, 8, 8>(),
-            dequant(0)};
+    return {gemm<8, 2, 8, 6>(),        wgmma<64, 8, kStreamK>(),  wgmma<64, 8, kDirect>(),  wgmma<64, 8, kCluster>(),
+            wgmma_cluster<64, 8, 2>(), wgmma_cluster<64, 8, 3>(), wgmma_cluster<64, 8, 4>(), wgmma_cluster<64, 8, 6>(),
+            wgmma_cluster<64, 8, 8>(), dequant(0)};
   }
   if (m <= 128) {
-    return {gemm<8, 2, 8, 6>(),          wgmma<128, 6, kStreamK>(),   wgmma<128, 6, kDirect>(),
-            wgmma<128, 4, kStreamK>(),   wgmma<64, 8, kStreamK>(),    wgmma<128, 6, kCluster>(),
-            wgmma_cluster<128, 6, 2>(),  wgmma_cluster<128, 6, 3>(),  wgmma_cluster<128, 6, 4>(),
-            dequant(0)};
+    return {gemm<8, 2, 8, 6>(),         wgmma<128, 6, kStreamK>(),  wgmma<128, 6, kDirect>(),
+            wgmma<128, 6, kCluster>(),  wgmma_cluster<128, 6, 2>(), wgmma_cluster<128, 6, 3>(),
+            wgmma_cluster<128, 6, 4>(), wgmma<64, 8, kStreamK>(),   wgmma_cluster<64, 8, 2>(),
+            wgmma_cluster<64, 8, 4>(),  dequant(0)};
   }
-  return {wgmma<256, 6, kStreamK>(),   wgmma<256, 6, kDirect>(),    wgmma<256, 4, kStreamK>(),
-          wgmma<128, 6, kStreamK>(),   wgmma<128, 6, kDirect>(),    wgmma<128, 4, kStreamK>(),
-          wgmma<256, 6, kCluster>(),   wgmma<128, 6, kCluster>(),   wgmma_cluster<256, 6, 2>(),
-          wgmma_cluster<256, 6, 3>(),  wgmma_cluster<256, 6, 4>(),  wgmma_cluster<128, 6, 2>(),
-          wgmma_cluster<128, 6, 4>(),  dequant(0)};
+  return {wgmma<256, 6, kStreamK>(),  wgmma<256, 6, kDirect>(),   wgmma<128, 6, kStreamK>(),
+          wgmma<128, 6, kDirect>(),   wgmma<256, 6, kCluster>(),  wgmma<128, 6, kCluster>(),
+          wgmma_cluster<256, 6, 2>(), wgmma_cluster<256, 6, 3>(), wgmma_cluster<256, 6, 4>(),
+          wgmma_cluster<128, 6, 2>(), wgmma_cluster<128, 6, 4>(), wgmma<64, 8, kDirect>(),
+          wgmma<64, 8, kCluster>(),   dequant(0)};
 }
 
 int main(int argc, char** argv) {
@@ -254,8 +256,8 @@ int main(int argc, char** argv) {
   CHECK(cudaGetDeviceProperties(&props, 0));
   cudaStream_t stream;
   CHECK(cudaStreamCreate(&stream));
-  std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 14336}, {8192, 8192}, {8192, 28672},
-                                             {28672, 8192}};
+  std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {8192, 8192},
+                                             {8192, 28672}, {28672, 8192}};
   const char* filter = argc > 2 && argv[2][0] != '\0' ? argv[2] : nullptr;  // variant name part; "-part": all others
   const int group = argc > 3 ? std::atoi(argv[3]) : kGroup;
   if (group != 32 && group != 64 && group != 128 && group != 256) {
@@ -285,7 +287,7 @@ int main(int argc, char** argv) {
     }
   }
   const int max_m = 4096;
-  std::printf("%-24s %6s %6s %4s %9s %9s %9s\n", "variant", "K", "N", "M", "time us", "TB/s", "TFLOP/s");
+  std::printf("%-28s %6s %6s %4s %9s %9s %9s\n", "variant", "K", "N", "M", "time us", "TB/s", "TFLOP/s");
   for (const auto& shape : shapes) {
     const int k = shape.first, n = shape.second;
     const bench::HostProblem p = bench::make_problem(max_m, n, k, group, DType::kBFloat16);
@@ -314,13 +316,19 @@ int main(int argc, char** argv) {
       detail::cuda::mm_with(detail::cuda::MmKernel::kDequantGemm, args);
       std::vector<uint16_t> ref(size_t(m) * n), got(ref.size());
       CHECK(cudaMemcpy(ref.data(), c_ref, ref.size() * 2, cudaMemcpyDeviceToHost));
+      std::vector<std::pair<Variant, bool>> runs;  // each variant, and those that take it with PDL
       for (const Variant& v : variants(m, group)) {
-        if (filter != nullptr && (filter[0] == '-') == (v.name.find(filter + (filter[0] == '-')) != std::string::npos)) {
+        runs.emplace_back(v, false);
+        if (v.pdl) runs.emplace_back(v, true);
+      }
+      for (const auto& [v, pdl] : runs) {
+        const std::string name = v.name + (pdl ? " pdl" : "");
+        if (filter != nullptr && (filter[0] == '-') == (name.find(filter + (filter[0] == '-')) != std::string::npos)) {
           continue;
         }
-        auto operands = [&](int copy) {
+        auto operands = [&, pdl = pdl](int copy) {
           return Operands{(const T*)a, (const uint4*)(packed + copy * wbytes), (const T*)(sz + copy * sbytes),
-                          (T*)c, workspace, size_t(max_m) * n * 4, m, n, k, group};
+                          (T*)c, workspace, size_t(max_m) * n * 4, m, n, k, group, pdl};
         };
         CHECK(cudaMemset(c, 0xff, ref.size() * 2));
         v.launch(operands(0), stream);
@@ -357,7 +365,7 @@ int main(int argc, char** argv) {
         std::sort(times.begin(), times.end());
         const double us = times[times.size() / 2];
         const double bytes = double(n) * k / 2 + double(sbytes);
-        std::printf("%-24s %6d %6d %4d %9.2f %9.3f %9.1f %s %s\n", v.name.c_str(), k, n, m, us, bytes / us / 1e6,
+        std::printf("%-28s %6d %6d %4d %9.2f %9.3f %9.1f %s %s\n", name.c_str(), k, n, m, us, bytes / us / 1e6,
                     2.0 * m * n * k / us / 1e6, err <= 1e-2 * norm ? "" : "MISMATCH",
                     v.describe ? v.describe(operands(0)).c_str() : "");
         std::fflush(stdout);

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -87,17 +88,27 @@ int cached_per_device(std::atomic<int> (&cache)[kMaxCachedDevices], F&& query) {
   return value;
 }
 
+// Lets `kernel` launch with `smem` bytes of dynamic shared memory on the
+// current device (above 48 KB it must be asked for); never lowers what an
+// earlier call allowed.
+template <typename Kernel>
+void allow_dynamic_smem(Kernel kernel, int smem) {
+  cudaFuncAttributes attributes{};
+  INT4MM_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  if (smem > attributes.maxDynamicSharedSizeBytes) {
+    INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  }
+}
+
 // Blocks of `kernel` resident per SM with `threads` threads and `smem` bytes
 // of dynamic shared memory (at least 1), asked once per device: `cache` is
 // the caller's static array, one per kernel. A kernel with dynamic shared
-// memory is first allowed that much (above 48 KB it must be asked for).
+// memory is first allowed that much.
 template <typename Kernel>
 int resident_blocks_per_sm(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int threads,
                            int smem) {
   return cached_per_device(cache, [&](int) {
-    if (smem > 0) {
-      INT4MM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    }
+    if (smem > 0) allow_dynamic_smem(kernel, smem);
     int blocks = 0;
     INT4MM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem));
     return blocks > 1 ? blocks : 1;
@@ -178,6 +189,23 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
   const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
   if (status != cudaSuccess) cudaGetLastError();  // not left for the next launch's check to find
   check_cuda(status, name, __FILE__, __LINE__);
+}
+
+// Dynamic shared memory (at least `smem`) with which one block of `kernel`
+// fills an SM's shared memory, so that no other block can start beside it,
+// allowed for `kernel`; asked once per device (`cache`: the caller's static
+// array, one per kernel).
+template <typename Kernel>
+int lone_block_smem(std::atomic<int> (&cache)[kMaxCachedDevices], Kernel kernel, int smem) {
+  return cached_per_device(cache, [&](int device) {
+    int per_sm = 0, reserved = 0;
+    INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+    INT4MM_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device));
+    // Two blocks need 2 (bytes + reserved) <= per_sm: one past half of it.
+    const int bytes = std::max(smem, (per_sm / 2 - reserved + 128) / 128 * 128);
+    allow_dynamic_smem(kernel, bytes);
+    return bytes;
+  });
 }
 
 // Clusters of `cluster` blocks (threads, smem bytes of dynamic shared memory

@@ -66,11 +66,16 @@ enum class WgmmaSplit : int {
 };
 
 // The grid of one gemm_wgmma call: blocks, the tiles taken whole
-// (data-parallel), and blocks per cluster (1: no clusters).
+// (data-parallel), blocks per cluster (1: no clusters); whether it is
+// launched with programmatic dependent launch (grids without a workspace,
+// where the device allows it), and then whether with its shared memory
+// padded so that one block fills an SM.
 struct WgmmaGrid {
   int64_t blocks = 0;
   int64_t dp_tiles = 0;
   int cluster = 1;
+  bool pdl = false;
+  bool alone = false;
 };
 
 // kGemmWgmma with an explicit configuration, for tests and benchmarks

@@ -33,10 +33,11 @@ void run(const MmArgs& args, float* workspace, cudaStream_t stream) {
 }
 
 // gemm_wgmma's configurations, chosen with bench/tune_mma.cu on an H100
-// (docs/cuda.md, v5, v7): activation rows per block (the smallest of
+// (docs/cuda.md, v5, v7, v11): activation rows per block (the smallest of
 // 16 .. 256 that holds `tokens`), pipeline stages and steps per stage. Up to
-// 32 rows, stages of 2 steps: 6 of them for one block per tile (whole K per
-// block), 4 for stream-K's shorter runs (v7.1). Calls
+// 32 rows, stages of 2 steps: 6 of them for one block per tile and for
+// clusters (whole K, or K / 2..8, per block: v11, 8192 x 8192 at M = 16
+// 1.08x faster than with 4), 4 for stream-K's shorter runs (v7.1). Calls
 // f(rows, stages, steps per stage) with the configuration as integral
 // constants.
 template <typename F>
@@ -45,8 +46,8 @@ void with_wgmma_config(int tokens, WgmmaSplit split, F&& f) {
   using One = integral_constant<int, 1>;
   using Two = integral_constant<int, 2>;
   auto paired = [&](auto tokens) {  // 2 steps per stage
-    split == WgmmaSplit::kNone ? f(tokens, integral_constant<int, 6>{}, Two{})
-                               : f(tokens, integral_constant<int, 4>{}, Two{});
+    split == WgmmaSplit::kStreamK ? f(tokens, integral_constant<int, 4>{}, Two{})
+                                  : f(tokens, integral_constant<int, 6>{}, Two{});
   };
   if (tokens <= 16) {
     paired(integral_constant<int, 16>{});
@@ -103,21 +104,6 @@ bool wgmma_available() {
          }) == 1;
 }
 
-void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
-  dispatch_half_types(args, [&](auto tag, auto group) {
-    using T = decltype(tag);
-    with_wgmma_config(tokens, split, [&](auto rows, auto stages, auto sub) {
-      constexpr int kGroup = decltype(group)::value, kRows = decltype(rows)::value;
-      constexpr int kStages = decltype(stages)::value, kSub = decltype(sub)::value;
-      const int m = int(args.m), n = int(args.n), k = int(args.k);
-      launch_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(
-          static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
-          static_cast<T*>(args.c), args.ldc, m, n, k, plan_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(m, n, k, split),
-          nullptr, 0, stream_of(*args.options));
-    });
-  });
-}
-
 WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
   WgmmaGrid grid;
   dispatch_half_types(args, [&](auto tag, auto group) {
@@ -126,21 +112,41 @@ WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
                              decltype(sub)::value>(int(args.m), int(args.n), int(args.k), split);
     });
   });
-  return grid;
+  // Where no clusters fit, kCluster is kStreamK, whose configuration differs.
+  return split == WgmmaSplit::kCluster && grid.cluster == 1 ? gemm_wgmma_grid(args, tokens, WgmmaSplit::kStreamK)
+                                                             : grid;
+}
+
+void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
+  const WgmmaGrid grid = gemm_wgmma_grid(args, tokens, split);
+  if (split == WgmmaSplit::kCluster && grid.cluster == 1) split = WgmmaSplit::kStreamK;
+  dispatch_half_types(args, [&](auto tag, auto group) {
+    using T = decltype(tag);
+    with_wgmma_config(tokens, split, [&](auto rows, auto stages, auto sub) {
+      constexpr int kGroup = decltype(group)::value, kRows = decltype(rows)::value;
+      constexpr int kStages = decltype(stages)::value, kSub = decltype(sub)::value;
+      launch_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(
+          static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
+          static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), grid, nullptr, 0,
+          stream_of(*args.options));
+    });
+  });
 }
 
 void gemm_wgmma_mm(const MmArgs& args) {
-  // Rows per block: the smallest that holds M, 256 beyond; but 128 for
-  // M = 129..256 where 256-row tiles would leave half the SMs without one
-  // and K <= 4096 (v7.2: 4096 x 4096 at M = 256 ran in 26.3 us against
-  // 32.0; v8, with even stream-K splits: 23.7 against 26.1-26.9, while
-  // 8192 x 8192 ran faster in 256 rows, 57.1 against 59.5).
+  // Rows per block: the smallest that holds M, 256 beyond; but one size
+  // down for M = 65..256 where the larger tiles would leave half the SMs
+  // without one and K <= 4096: 128 rows at M = 129..256 (v7.2: 4096 x 4096
+  // at M = 256 ran in 26.3 us against 32.0; v8, with even stream-K splits:
+  // 23.7 against 26.1-26.9, while 8192 x 8192 ran faster in 256 rows, 57.1
+  // against 59.5), 64 at M = 65..128 (v11: 4096 x 4096 at M = 128 in
+  // clusters, 14.1 us against 17.1; 8192 x 8192 ran faster in 128 rows).
   const int64_t sms = sm_count();
   const int64_t wide_tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN;  // along N
   const bool few_tiles = 2 * wide_tiles < sms && args.k <= 4096;
-  const int tokens = args.m <= 16   ? 16
-                     : args.m <= 32 ? 32
-                     : args.m <= 64 ? 64
+  const int tokens = args.m <= 16                                   ? 16
+                     : args.m <= 32                                 ? 32
+                     : args.m <= 64 || (args.m <= 128 && few_tiles) ? 64
                      : args.m <= 128 || (args.m <= 256 && few_tiles) ? 128
                                                                       : 256;
   // One block per tile where whole waves of tiles keep >= 90% of the SMs

@@ -64,6 +64,12 @@
 //      once, as cudaOccupancyMaxActiveClusters counts them (a cluster's
 //      blocks share a GPC, so sizes that do not divide a GPC's SMs fit fewer
 //      than SMs / size).
+//
+// Launch (v11): grids without a workspace (one block per tile, clusters) in
+// one wave launch with programmatic dependent launch: the kernel waits for
+// the one before it in the stream before it touches global memory, and lets
+// the next one launch once its main loop is done, so that launch and
+// placement overlap the epilogue (plan_gemm_wgmma says where).
 #pragma once
 
 #include <cooperative_groups.h>
@@ -207,6 +213,9 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
   int64_t next_dp = blockIdx.x;
   int64_t u = units * blockIdx.x / grid;
   const int64_t u_end = units * (blockIdx.x + 1) / grid;
+  // Launched with PDL: nothing global is read or written before the kernel
+  // ahead of this one in the stream has finished (a no-op otherwise).
+  grid_dependency_wait();
   while (next_dp < dp_tiles || u < u_end) {
     // One segment: steps [s_begin, s_end) of tile `pair`.
     int64_t pair;
@@ -357,6 +366,9 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) fence_operand(acc[i]);
     cp_async_wait<0>();
+    // The next kernel's blocks may take free block slots from here (they
+    // wait for this grid to finish): its launch overlaps this epilogue.
+    grid_dependents_launch();
 
     // Accumulator i: weight row (tile row) g + 8 ((i / 2) % 2) of this
     // warp's tile, token 8 (i / 4) + 2 t + i % 2 (wgmma's D fragment).
@@ -465,9 +477,18 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
 // the clusters fit the GPU at once. On an H100 (docs/cuda.md, v10, one
 // machine, bf16, against the stream-K grid): 4096 x 4096 at M = 16-64
 // (clusters of 3) 1.25-1.32x faster, M = 128 1.03x, M = 256 (pairs) 1.19x;
-// 8192 x 8192 at M = 16-256 (pairs) 1.03-1.22x. The size rule and the K
-// limit (deeper K kept the global fixup) come from a workbench run whose
-// log was lost (v10).
+// 8192 x 8192 at M = 16-256 (pairs) 1.03-1.22x. Deeper K keeps stream-K
+// (v11 workbench: 14336 x 4096 at M = 16-64 in clusters of 3 1.05-1.09x
+// slower, 28672 x 8192 at M = 16 in pairs level); other sizes than the
+// rule's ran slower or level on every shape (v11, without PDL).
+//
+// PDL (v11) for one wave without a workspace where the next call's blocks
+// cannot double up on SMs that this call leaves one block each: more blocks
+// than SMs, or one block fills an SM; a grid of at most one block per SM of
+// a kernel that fits two is padded to fill an SM (and launches without PDL
+// where its clusters would not fit then). Unpadded, such grids ran up to
+// 1.3x slower with PDL (the next call's blocks started two to an SM on the
+// SMs left free); padded, 1.04-1.05x faster (4096 x 4096 at M = 32-128).
 //
 // Otherwise (kStreamK, or no cluster fits) a persistent grid of as many
 // blocks as fit at once: whole waves of tiles data-parallel, the last partial
@@ -481,18 +502,34 @@ WgmmaGrid plan_gemm_wgmma(int m, int n, int k, WgmmaSplit split) {
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const int64_t steps = (int64_t(k) + 63) / 64;
   if (tiles * steps == 0) return WgmmaGrid{0, 0, 1};
-  if (split == WgmmaSplit::kNone) return WgmmaGrid{tiles, tiles, 1};
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
   const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
-  const int64_t slots = int64_t(sm_count()) * blocks_per_sm;
-  constexpr int kMaxCluster = 8;      // the portable cluster size
+  const int64_t sms = sm_count();
+  const int64_t slots = sms * blocks_per_sm;
+  constexpr int kMaxCluster = 8;  // the portable cluster size
+
+  static std::atomic<int> padded[kMaxCachedDevices] = {};
+  static std::atomic<int> lone_clusters[kMaxCluster + 1][kMaxCachedDevices] = {};
+  auto with_pdl = [&](WgmmaGrid grid) {
+    if (grid.blocks > slots) return grid;
+    grid.pdl = true;
+    if (blocks_per_sm > 1 && grid.blocks <= sms) {
+      const int smem = lone_block_smem(padded, kernel, Plan::kSmemBytes);
+      grid.alone = grid.cluster == 1 ||
+                   resident_clusters(lone_clusters[grid.cluster], kernel, Plan::kThreads, smem, grid.cluster) >=
+                       grid.blocks / grid.cluster;
+      grid.pdl = grid.alone;
+    }
+    return grid;
+  };
+  if (split == WgmmaSplit::kNone) return with_pdl(WgmmaGrid{tiles, tiles, 1});
   constexpr int64_t kMaxSteps = 128;  // K <= 8192
-  const int64_t size = std::max<int64_t>(2, (7 * int64_t(sm_count()) + 10 * tiles - 1) / (10 * tiles));
+  const int64_t size = std::max<int64_t>(2, (7 * sms + 10 * tiles - 1) / (10 * tiles));
   if (split == WgmmaSplit::kCluster && steps <= kMaxSteps && size <= kMaxCluster && size * tiles <= slots &&
       steps >= 2 * size) {
     static std::atomic<int> clusters[kMaxCluster + 1][kMaxCachedDevices] = {};
     if (resident_clusters(clusters[size], kernel, Plan::kThreads, Plan::kSmemBytes, int(size)) >= tiles) {
-      return WgmmaGrid{size * tiles, 0, int(size)};
+      return with_pdl(WgmmaGrid{size * tiles, 0, int(size)});
     }
   }
   int64_t grid = std::max<int64_t>(1, std::min<int64_t>(slots, tiles * steps / 2));
@@ -527,21 +564,27 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   auto kernel = gemm_wgmma_kernel<T, kGroupSize, kTokens, kStages, kSub>;
   if (grid.blocks == 0) return;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+  static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
+  static std::atomic<int> padded[kMaxCachedDevices] = {};
   resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);  // allows its shared memory
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
+  const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
+  // (A workspace's memset would sit between this launch and the one before.)
+  const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
+  const int smem = pdl && grid.alone ? lone_block_smem(padded, kernel, Plan::kSmemBytes) : Plan::kSmemBytes;
   auto run = [&](void* space) {
     int* const arrivals = static_cast<int*>(space);
     float4* const partials =
         space == nullptr ? nullptr
                          : reinterpret_cast<float4*>(static_cast<uint8_t*>(space) + wgmma_counter_bytes(tiles));
     if (space != nullptr) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
-    launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes, stream, false,
+    launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, smem, stream, pdl,
                   unsigned(grid.cluster), "gemm_wgmma_kernel", a, lda, static_cast<const uint4*>(packed), sz, c, ldc,
                   arrivals, partials, m, n, k, grid.dp_tiles, vector_c, grid.cluster > 1);
   };
   const size_t needed = wgmma_workspace_bytes<kTokens>(grid.blocks, tiles);
-  if (grid.dp_tiles == tiles || grid.cluster > 1) {
+  if (no_workspace) {
     run(nullptr);  // nothing split, or split within clusters
   } else if (workspace != nullptr && workspace_bytes >= needed) {
     run(workspace);

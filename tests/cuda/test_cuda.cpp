@@ -419,7 +419,64 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   EXPECT_EQ(grid.blocks, 96);
   EXPECT_EQ(grid.dp_tiles, 0);
   EXPECT_EQ(grid.cluster, 3);
-  EXPECT_EQ(detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kStreamK).cluster, 1);
+  EXPECT_TRUE(grid.pdl);     // one wave, one block fills an SM at 128 rows ...
+  EXPECT_FALSE(grid.alone);  // ... without padding
+  // At 64 rows two blocks fit an SM: 64 tiles in pairs, padded to one per SM.
+  const detail::cuda::WgmmaGrid pairs = detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kCluster);
+  EXPECT_EQ(pairs.blocks, 128);
+  EXPECT_EQ(pairs.cluster, 2);
+  EXPECT_TRUE(pairs.pdl);
+  EXPECT_TRUE(pairs.alone);
+  const detail::cuda::WgmmaGrid stream_k = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kStreamK);
+  EXPECT_EQ(stream_k.cluster, 1);
+  EXPECT_FALSE(stream_k.pdl);  // its workspace is zeroed between calls
+}
+
+// Back-to-back gemm_wgmma calls, each reading the one before's output as its
+// activations (and the third overwriting what the second reads), launched
+// with PDL where the grid qualifies: the same bits as with the device
+// synchronized between calls. Grids: one block per tile padded to one per SM
+// (64 rows), one block per tile (128 rows), clusters of 3 padded (64 rows).
+TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
+  SKIP_WITHOUT_GPU();
+  const int64_t m = 70, n = 2048;  // N = K: C is the next call's A
+  Problem p = make_problem(m, n, n, 128, DType::kBFloat16, 11);
+  GpuProblem gpu(p, n);
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  const Options options{Backend::kCuda, stream};
+  auto args = [&](const DeviceBuffer& a, DeviceBuffer& c) {
+    detail::MmArgs call = gpu.args(n, options);
+    call.a = a.ptr;
+    call.c = c.ptr;
+    return call;
+  };
+  if (!detail::cuda::supports(MmKernel::kGemmWgmma, args(gpu.a, gpu.c))) {
+    cudaStreamDestroy(stream);
+    GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+  }
+  const size_t bytes = size_t(m * n) * 2;
+  for (const auto& [tokens, split] : {std::pair{64, WgmmaSplit::kNone}, std::pair{128, WgmmaSplit::kNone},
+                                      std::pair{64, WgmmaSplit::kCluster}}) {
+    SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));
+    EXPECT_TRUE(detail::cuda::gemm_wgmma_grid(args(gpu.a, gpu.c), tokens, split).pdl);
+    auto chain = [&](bool synchronized) {
+      DeviceBuffer x(p.a.data(), bytes), y(bytes);
+      for (int call = 0; call < 3; ++call) {
+        const bool even = call % 2 == 0;
+        detail::cuda::gemm_wgmma_with(args(even ? x : y, even ? y : x), tokens, split);
+        if (synchronized) check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+      }
+      check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+      return y.to_host<uint16_t>(size_t(m * n));
+    };
+    const std::vector<uint16_t> expected = chain(true);
+    int non_finite = 0;
+    for (uint16_t v : expected) non_finite += !std::isfinite(detail::bf16_to_float(v));
+    EXPECT_EQ(non_finite, 0);
+    EXPECT_EQ(chain(false), expected);
+  }
+  check(cudaStreamDestroy(stream), "cudaStreamDestroy");
 }
 
 TEST(CudaKernels, PublicApiDispatchesEveryM) {

@@ -456,8 +456,10 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
     GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
   }
   const size_t bytes = size_t(m * n) * 2;
-  for (const auto& [tokens, split] : {std::pair{64, WgmmaSplit::kNone}, std::pair{128, WgmmaSplit::kNone},
-                                      std::pair{64, WgmmaSplit::kCluster}}) {
+  for (const auto& config : {std::pair{64, WgmmaSplit::kNone}, std::pair{128, WgmmaSplit::kNone},
+                             std::pair{64, WgmmaSplit::kCluster}}) {
+    const int tokens = config.first;
+    const WgmmaSplit split = config.second;
     SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));
     EXPECT_TRUE(detail::cuda::gemm_wgmma_grid(args(gpu.a, gpu.c), tokens, split).pdl);
     auto chain = [&](bool synchronized) {

@@ -220,18 +220,19 @@ std::vector<Variant> variants(int m, int group) {
   if (m <= 16) {
     std::vector<Variant> v = gemv_variants<kGroup>(m);
     for (Variant w : {gemm<2, 2, 8, 8>(), wgmma<16, 6, kDirect, 2>(), wgmma<16, 4, kStreamK, 2>(),
-                      wgmma<16, 6, kCluster, 2>(), wgmma_cluster<16, 4, 2, 2>(), wgmma_cluster<16, 4, 3, 2>(),
-                      wgmma_cluster<16, 4, 4, 2>(), wgmma_cluster<16, 4, 8, 2>(), wgmma_cluster<16, 6, 2, 2>(),
-                      wgmma_cluster<16, 6, 4, 2>(), wgmma_cluster<16, 8, 2, 2>(), wgmma_cluster<16, 8, 4, 2>()}) {
+                      wgmma<16, 6, kStreamK, 2>(), wgmma<16, 6, kCluster, 2>(), wgmma_cluster<16, 4, 2, 2>(),
+                      wgmma_cluster<16, 4, 3, 2>(), wgmma_cluster<16, 4, 4, 2>(), wgmma_cluster<16, 4, 8, 2>(),
+                      wgmma_cluster<16, 6, 2, 2>(), wgmma_cluster<16, 6, 4, 2>(), wgmma_cluster<16, 8, 2, 2>(),
+                      wgmma_cluster<16, 8, 4, 2>()}) {
       v.push_back(w);
     }
     return v;
   }
   if (m <= 32) {
     return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),          wgmma<32, 6, kDirect, 2>(),
-            wgmma<32, 4, kStreamK, 2>(),         wgmma<32, 6, kCluster, 2>(), wgmma_cluster<32, 4, 2, 2>(),
-            wgmma_cluster<32, 4, 3, 2>(),        wgmma_cluster<32, 4, 4, 2>(), wgmma_cluster<32, 4, 8, 2>(),
-            wgmma_cluster<32, 6, 2, 2>(),        wgmma_cluster<32, 6, 4, 2>()};
+            wgmma<32, 4, kStreamK, 2>(),         wgmma<32, 6, kStreamK, 2>(), wgmma<32, 6, kCluster, 2>(),
+            wgmma_cluster<32, 4, 2, 2>(),        wgmma_cluster<32, 4, 3, 2>(), wgmma_cluster<32, 4, 4, 2>(),
+            wgmma_cluster<32, 4, 8, 2>(),        wgmma_cluster<32, 6, 2, 2>(), wgmma_cluster<32, 6, 4, 2>()};
   }
   if (m <= 64) {
     return {gemm<8, 2, 8, 6>(),        wgmma<64, 8, kStreamK>(),  wgmma<64, 8, kDirect>(),  wgmma<64, 8, kCluster>(),

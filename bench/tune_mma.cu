@@ -212,9 +212,10 @@ std::vector<Variant> variants(int m, int group) {
     return group == 32 ? gemv_variants<32>(m) : group == 64 ? gemv_variants<64>(m) : gemv_variants<256>(m);
   }
   if (m > 256) {
-    return {wgmma<256, 6, kStreamK>(), wgmma<256, 6, kDirect>(), wgmma<256, 4, kStreamK>(),
-            wgmma<256, 4, kDirect>(),  wgmma<256, 6, kCluster>(), wgmma<128, 6, kStreamK>(),
-            wgmma<128, 6, kDirect>(),  dequant(0)};
+    return {wgmma<256, 6, kStreamK>(),    wgmma<256, 6, kDirect>(),    wgmma<256, 4, kStreamK>(),
+            wgmma<256, 4, kDirect>(),     wgmma<256, 6, kCluster>(),   wgmma<256, 3, kStreamK, 2>(),
+            wgmma<256, 3, kDirect, 2>(),  wgmma<128, 6, kStreamK>(),   wgmma<128, 6, kDirect>(),
+            wgmma<128, 4, kStreamK, 2>(), wgmma<128, 4, kDirect, 2>(), dequant(0)};
   }
   if (m <= 8) return gemv_variants<kGroup>(m);
   if (m <= 16) {
@@ -223,7 +224,10 @@ std::vector<Variant> variants(int m, int group) {
                       wgmma<16, 6, kStreamK, 2>(), wgmma<16, 6, kCluster, 2>(), wgmma_cluster<16, 4, 2, 2>(),
                       wgmma_cluster<16, 4, 3, 2>(), wgmma_cluster<16, 4, 4, 2>(), wgmma_cluster<16, 4, 8, 2>(),
                       wgmma_cluster<16, 6, 2, 2>(), wgmma_cluster<16, 6, 4, 2>(), wgmma_cluster<16, 8, 2, 2>(),
-                      wgmma_cluster<16, 8, 4, 2>()}) {
+                      wgmma_cluster<16, 8, 4, 2>(), wgmma<16, 4, kDirect, 4>(), wgmma<16, 3, kDirect, 4>(),
+                      wgmma<16, 4, kStreamK, 4>(), wgmma<16, 3, kStreamK, 4>(), wgmma<16, 4, kCluster, 4>(),
+                      wgmma<16, 3, kCluster, 4>(), wgmma<16, 5, kDirect, 4>(), wgmma<16, 6, kDirect, 4>(),
+                      wgmma<16, 5, kCluster, 4>(), wgmma<16, 6, kCluster, 4>()}) {
       v.push_back(w);
     }
     return v;
@@ -232,7 +236,9 @@ std::vector<Variant> variants(int m, int group) {
     return {gemv<4, 1, 8, 4, false, false, 1>(), gemm<4, 4, 8, 6>(),          wgmma<32, 6, kDirect, 2>(),
             wgmma<32, 4, kStreamK, 2>(),         wgmma<32, 6, kStreamK, 2>(), wgmma<32, 6, kCluster, 2>(),
             wgmma_cluster<32, 4, 2, 2>(),        wgmma_cluster<32, 4, 3, 2>(), wgmma_cluster<32, 4, 4, 2>(),
-            wgmma_cluster<32, 4, 8, 2>(),        wgmma_cluster<32, 6, 2, 2>(), wgmma_cluster<32, 6, 4, 2>()};
+            wgmma_cluster<32, 4, 8, 2>(),        wgmma_cluster<32, 6, 2, 2>(), wgmma_cluster<32, 6, 4, 2>(),
+            wgmma<32, 4, kDirect, 4>(),          wgmma<32, 3, kStreamK, 4>(), wgmma<32, 4, kCluster, 4>(),
+            wgmma<32, 3, kCluster, 4>()};
   }
   if (m <= 64) {
     return {gemm<8, 2, 8, 6>(),        wgmma<64, 8, kStreamK>(),  wgmma<64, 8, kDirect>(),  wgmma<64, 8, kCluster>(),
@@ -247,6 +253,8 @@ std::vector<Variant> variants(int m, int group) {
   }
   return {wgmma<256, 6, kStreamK>(),  wgmma<256, 6, kDirect>(),   wgmma<128, 6, kStreamK>(),
           wgmma<128, 6, kDirect>(),   wgmma<256, 6, kCluster>(),  wgmma<128, 6, kCluster>(),
+          wgmma<256, 3, kStreamK, 2>(), wgmma<256, 3, kDirect, 2>(), wgmma<128, 4, kStreamK, 2>(),
+          wgmma<128, 4, kDirect, 2>(), wgmma<128, 4, kCluster, 2>(),
           wgmma_cluster<256, 6, 2>(), wgmma_cluster<256, 6, 3>(), wgmma_cluster<256, 6, 4>(),
           wgmma_cluster<128, 6, 2>(), wgmma_cluster<128, 6, 4>(), wgmma<64, 8, kDirect>(),
           wgmma<64, 8, kCluster>(),   dequant(0)};

@@ -69,13 +69,15 @@ enum class WgmmaSplit : int {
 // (data-parallel), blocks per cluster (1: no clusters); whether it is
 // launched with programmatic dependent launch (grids without a workspace,
 // where the device allows it), and then whether with its shared memory
-// padded so that one block fills an SM.
+// padded so that one block fills an SM; the 64-k steps per pipeline stage
+// of the kernel it launches (set by gemm_wgmma_grid).
 struct WgmmaGrid {
   int64_t blocks = 0;
   int64_t dp_tiles = 0;
   int cluster = 1;
   bool pdl = false;
   bool alone = false;
+  int stage_steps = 0;
 };
 
 // kGemmWgmma with an explicit configuration, for tests and benchmarks

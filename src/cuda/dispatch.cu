@@ -12,6 +12,7 @@
 //                          N K >= 2^27, or >= 2^25 and N >= 3 K
 //                          (gemm_wgmma) or K >= 1.5 N (but not
 //                          with gemm_wgmma where A is staged),
+//                          or >= 2^26 with K <= 8192 (gemm_wgmma):
 //                          as 17.. below
 //                17..      compute capability 9.0:              wgmma (sm_90a): the weights
 //                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
@@ -24,7 +25,7 @@
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
-// The thresholds are the H100 measurements of docs/cuda.md (v4-v9; bench/tune_mma.cu).
+// The thresholds are the H100 measurements of docs/cuda.md (v4-v12; bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
 #include <atomic>
@@ -84,10 +85,14 @@ namespace {
 // the fold's per-group work per m-tile, so they win where groups are small
 // or m-tiles many (v9).
 //   M 1..8    group <= 64: scaled; group 64: 4 tiles and 2 steps where
-//             N/16 >= 4 x SMs (8192 x 28672 at M = 8 53.9 us against 59.7);
-//             else 2 tiles where wide, else 1, with 2 steps for group 32 and
-//             4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us against
-//             67.1, group 64 52.1 against 54.8, v9)
+//             N/16 >= 4 x SMs (8192 x 28672 at M = 8 53.9 us against 59.7),
+//             but at M <= 4 2 tiles of 2 steps where the 4-tile blocks
+//             would take more than one wave, N/16 > 8 x SMs (8192 x 28672 at
+//             M = 1 / 2 / 4 49.2 / 49.0 / 49.6 us against 51.9 / 51.1 /
+//             51.7; 4096 x 14336, one wave, keeps 4 tiles: 14.2 against
+//             14.9, v12); else 2 tiles where wide, else 1, with 2 steps for
+//             group 32 and 4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us
+//             against 67.1, group 64 52.1 against 54.8, v9)
 //   M 1..4    group >= 128: 2 tiles where wide, else 1; 2 steps for group
 //             128 where K <= N, else 4 (group 256: a chunk holds whole groups)
 //   M 5..8    group 128: scaled, 4 tiles and 2 steps where N/16 >= 4 x SMs
@@ -113,7 +118,10 @@ GemvShape gemv_shape(const MmArgs& args) {
   constexpr int kWarps16 = 2 * kGemvWarps;
   const bool very_wide = tiles(args) >= 4 * sms;
   if (args.m <= 8 && group <= 64) {
-    if (group == 64 && very_wide) return {4, 2, kGemvWarps, false, true};
+    if (group == 64 && very_wide) {
+      const bool one_wave = tiles(args) <= 8 * sms;  // 4-tile blocks, 2 per SM
+      return {args.m > 4 || one_wave ? 4 : 2, 2, kGemvWarps, false, true};
+    }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
   }
   if (args.m <= 4) return {wide ? 2 : 1, group == 128 && args.k <= args.n ? 2 : 4};
@@ -138,7 +146,8 @@ GemvShape gemv_shape(const MmArgs& args) {
 //                    1 (M <= 32); 2 or 4 steps holding whole groups. 16 warps:
 //                    4 tiles, 2 steps, group 128, M <= 8
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
-//                    or 4 (group 64); 4 tiles and 2 steps (group 64, 128);
+//                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
+//                    tiles and 2 steps (group 64, 128);
 //                    staged, 2 tiles and 4 steps (group 128). M = 9..16,
 //                    group 64 / 128: 16 warps, 2 steps, 2 or 4 tiles; A
 //                    staged with group 128
@@ -157,7 +166,8 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
     if (s.warps != kGemvWarps || group > 128) return false;
     if (s.staged_a) return group == 128 && s.tiles == 2 && s.steps == 4;
     if (s.tiles == 4) return group >= 64 && s.steps == 2;
-    return group <= 64 && (s.tiles == 1 || s.tiles == 2) && s.steps == (group == 32 ? 2 : 4);
+    return group <= 64 && (s.tiles == 1 || s.tiles == 2) &&
+           (s.steps == (group == 32 ? 2 : 4) || (group == 64 && s.tiles == 2 && s.steps == 2));
   }
   return args.m <= 16 && (group == 64 || group == 128) && s.warps == 2 * kGemvWarps && s.steps == 2 &&
          (s.tiles == 2 || s.tiles == 4) && (!s.staged_a || group == 128);
@@ -170,14 +180,20 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
 // With gemm_wgmma, wide ones too (N >= 3 K): 4096 x 14336 at M = 16 ran in
 // 17.7 us against gemv_mma's 22.9 (v7.2); but deep ones below 2^27 weights
 // stay with gemv_mma where it stages A (14336 x 4096: 19.0 us against
-// gemm_wgmma's 23.3, v8). Without gemm_wgmma, staged A is unmeasured
+// gemm_wgmma's 23.3, v8). And from 2^26 weights with K <= 8192, where
+// gemm_wgmma's tiles split over clusters of blocks alone on their SMs with
+// stages of 4 steps (gemm.cu): 8192 x 8192 at M = 16 18.0 us against
+// gemv_mma's 18.6 (v12). Without gemm_wgmma, staged A is unmeasured
 // against gemm_mma: v4's rule.
 bool gemm_for_m16(const MmArgs& args, bool wgmma) {
   const int64_t weights = args.n * args.k;
   if (weights >= (int64_t(1) << 27)) return true;
   if (weights < (int64_t(1) << 25)) return false;
   const bool deep = 2 * args.k >= 3 * args.n;
-  if (wgmma) return args.n >= 3 * args.k || (deep && !gemv_shape(args).staged_a);
+  if (wgmma) {
+    return args.n >= 3 * args.k || (weights >= (int64_t(1) << 26) && args.k <= 8192) ||
+           (deep && !gemv_shape(args).staged_a);
+  }
   return deep;
 }
 
@@ -232,6 +248,9 @@ void launch_scaled(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
         launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true, true>(args, stream);  // staged
       } else {
         constexpr int kSteps = kGroup == 32 ? 2 : 4;
+        if (shape.tiles == 2 && shape.steps == 2) {
+          return launch_mma<T, kGroup, 1, 2, 2, kGemvWarps, false, true>(args, stream);
+        }
         if (shape.tiles == 2) return launch_mma<T, kGroup, 1, 2, kSteps, kGemvWarps, false, true>(args, stream);
         launch_mma<T, kGroup, 1, 1, kSteps, kGemvWarps, false, true>(args, stream);
       }
@@ -385,9 +404,9 @@ void gemv_mma_with(const MmArgs& args, const GemvShape& shape) {
          " at M=", args.m, ", group_size=", args.group_size,
          " (folded: 8 warps, tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32, steps 2 or 4 holding whole"
          " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8; unstaged."
-         " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 4 tiles and 2 steps"
-         " (group 128), staged 2 tiles and 4 steps (group 128); M = 9..16, group <= 128: 16 warps, 2 steps, 2 tiles"
-         " or 4 (group >= 64), staged with group 128)");
+         " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 2 tiles and 2 steps"
+         " (group 64), 4 tiles and 2 steps (group >= 64), staged 2 tiles and 4 steps (group 128); M = 9..16,"
+         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {
     fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),

@@ -33,15 +33,19 @@ void run(const MmArgs& args, float* workspace, cudaStream_t stream) {
 }
 
 // gemm_wgmma's configurations, chosen with bench/tune_mma.cu on an H100
-// (docs/cuda.md, v5, v7, v11): activation rows per block (the smallest of
-// 16 .. 256 that holds `tokens`), pipeline stages and steps per stage. Up to
-// 32 rows, stages of 2 steps: 6 of them for one block per tile and for
+// (docs/cuda.md, v5, v7, v11, v12): activation rows per block (the smallest
+// of 16 .. 256 that holds `tokens`), pipeline stages and steps per stage. Up
+// to 32 rows, stages of 2 steps: 6 of them for one block per tile and for
 // clusters (whole K, or K / 2..8, per block: v11, 8192 x 8192 at M = 16
-// 1.08x faster than with 4), 4 for stream-K's shorter runs (v7.1). Calls
-// f(rows, stages, steps per stage) with the configuration as integral
-// constants.
+// 1.08x faster than with 4), 4 for stream-K's shorter runs (v7.1). At 16
+// rows, where every block is alone on its SM (`lone`: a grid of at most one
+// block per SM, which the 6-stage kernel pads to that), 4 stages of 4 steps
+// in the shared memory the padding would leave unused: one barrier per 4
+// steps (v12: 4096 x 14336 at M = 16 16.1 us against 17.0, 8192 x 8192 in
+// pairs 18.0 against 18.6; level at 32 rows). Calls f(rows, stages, steps
+// per stage) with the configuration as integral constants.
 template <typename F>
-void with_wgmma_config(int tokens, WgmmaSplit split, F&& f) {
+void with_wgmma_config(int tokens, WgmmaSplit split, bool lone, F&& f) {
   using std::integral_constant;
   using One = integral_constant<int, 1>;
   using Two = integral_constant<int, 2>;
@@ -50,7 +54,8 @@ void with_wgmma_config(int tokens, WgmmaSplit split, F&& f) {
                                   : f(tokens, integral_constant<int, 6>{}, Two{});
   };
   if (tokens <= 16) {
-    paired(integral_constant<int, 16>{});
+    lone ? f(integral_constant<int, 16>{}, integral_constant<int, 4>{}, integral_constant<int, 4>{})
+         : paired(integral_constant<int, 16>{});
   } else if (tokens <= 32) {
     paired(integral_constant<int, 32>{});
   } else if (tokens <= 64) {
@@ -104,30 +109,60 @@ bool wgmma_available() {
          }) == 1;
 }
 
-WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
+namespace {
+
+// The grid of one configuration (with_wgmma_config's).
+WgmmaGrid plan_config(const MmArgs& args, int tokens, WgmmaSplit split, bool lone) {
   WgmmaGrid grid;
   dispatch_half_types(args, [&](auto tag, auto group) {
-    with_wgmma_config(tokens, split, [&](auto rows, auto stages, auto sub) {
+    with_wgmma_config(tokens, split, lone, [&](auto rows, auto stages, auto sub) {
       grid = plan_gemm_wgmma<decltype(tag), decltype(group)::value, decltype(rows)::value, decltype(stages)::value,
                              decltype(sub)::value>(int(args.m), int(args.n), int(args.k), split);
+      grid.stage_steps = decltype(sub)::value;
     });
   });
-  // Where no clusters fit, kCluster is kStreamK, whose configuration differs.
-  return split == WgmmaSplit::kCluster && grid.cluster == 1 ? gemm_wgmma_grid(args, tokens, WgmmaSplit::kStreamK)
-                                                             : grid;
+  return grid;
+}
+
+// One call's split, configuration and grid: kCluster where no clusters fit
+// is kStreamK, whose configuration differs; at 16 rows a grid of at most one
+// block per SM takes the lone blocks' configuration where that plans the
+// same grid (clusters that fit two blocks to an SM may not fit one).
+struct WgmmaCall {
+  WgmmaSplit split;
+  bool lone;
+  WgmmaGrid grid;
+};
+
+WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
+  WgmmaGrid grid = plan_config(args, tokens, split, false);
+  if (split == WgmmaSplit::kCluster && grid.cluster == 1) {
+    split = WgmmaSplit::kStreamK;
+    grid = plan_config(args, tokens, split, false);
+  }
+  if (tokens <= 16 && split != WgmmaSplit::kStreamK && grid.blocks <= sm_count()) {
+    const WgmmaGrid lone = plan_config(args, tokens, split, true);
+    if (lone.blocks == grid.blocks && lone.cluster == grid.cluster) return {split, true, lone};
+  }
+  return {split, false, grid};
+}
+
+}  // namespace
+
+WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
+  return plan_call(args, tokens, split).grid;
 }
 
 void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
-  const WgmmaGrid grid = gemm_wgmma_grid(args, tokens, split);
-  if (split == WgmmaSplit::kCluster && grid.cluster == 1) split = WgmmaSplit::kStreamK;
+  const WgmmaCall call = plan_call(args, tokens, split);
   dispatch_half_types(args, [&](auto tag, auto group) {
     using T = decltype(tag);
-    with_wgmma_config(tokens, split, [&](auto rows, auto stages, auto sub) {
+    with_wgmma_config(tokens, call.split, call.lone, [&](auto rows, auto stages, auto sub) {
       constexpr int kGroup = decltype(group)::value, kRows = decltype(rows)::value;
       constexpr int kStages = decltype(stages)::value, kSub = decltype(sub)::value;
       launch_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(
           static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
-          static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), grid, nullptr, 0,
+          static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), call.grid, nullptr, 0,
           stream_of(*args.options));
     });
   });

@@ -277,7 +277,7 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(
     Scaled8Group64, GemvShapes,
     ::testing::Combine(::testing::Values(GemvShape{1, 4, 8, false, true}, GemvShape{2, 4, 8, false, true},
-                                         GemvShape{4, 2, 8, false, true}),
+                                         GemvShape{2, 2, 8, false, true}, GemvShape{4, 2, 8, false, true}),
                        kScaledM8, ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(64))),
     gemv_case_name);
 INSTANTIATE_TEST_SUITE_P(
@@ -432,11 +432,43 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   EXPECT_FALSE(stream_k.pdl);  // its workspace is zeroed between calls
 }
 
+// At 16 activation rows, a grid of at most one block per SM runs the kernel
+// with stages of 4 steps, which needs no padding to be alone on its SM
+// (the WgmmaConfigs cases at 16 rows, direct and in clusters, run it); the
+// grids of several blocks per SM keep stages of 2, as 32 rows do.
+TEST(CudaKernels, WgmmaLoneBlocksTakeLongStages) {
+  SKIP_WITHOUT_GPU();
+  Problem p = make_problem(5, 4000, 1152, 128, DType::kBFloat16, 5);
+  GpuProblem gpu(p, 4000);
+  const Options options{Backend::kCuda};
+  const detail::MmArgs args = gpu.args(4000, options);
+  if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
+    GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+  }
+  const detail::cuda::WgmmaGrid direct = detail::cuda::gemm_wgmma_grid(args, 16, WgmmaSplit::kNone);
+  EXPECT_EQ(direct.blocks, 32);  // 32 tiles of 128 weight rows
+  EXPECT_EQ(direct.stage_steps, 4);
+  EXPECT_TRUE(direct.pdl);
+  EXPECT_FALSE(direct.alone);  // alone without padding
+  const detail::cuda::WgmmaGrid stream_k = detail::cuda::gemm_wgmma_grid(args, 16, WgmmaSplit::kStreamK);
+  EXPECT_GT(stream_k.blocks, detail::cuda::sm_count());
+  EXPECT_EQ(stream_k.stage_steps, 2);
+  const detail::cuda::WgmmaGrid rows_32 = detail::cuda::gemm_wgmma_grid(args, 32, WgmmaSplit::kNone);
+  EXPECT_EQ(rows_32.stage_steps, 2);
+  EXPECT_TRUE(rows_32.alone);  // padded
+  if (detail::cuda::sm_count() != 132) GTEST_SKIP() << "the expected clusters are an H100 SXM's (132 SMs)";
+  const detail::cuda::WgmmaGrid clusters = detail::cuda::gemm_wgmma_grid(args, 16, WgmmaSplit::kCluster);
+  EXPECT_EQ(clusters.blocks, 96);  // 32 clusters of 3
+  EXPECT_EQ(clusters.cluster, 3);
+  EXPECT_EQ(clusters.stage_steps, 4);
+}
+
 // Back-to-back gemm_wgmma calls, each reading the one before's output as its
 // activations (and the third overwriting what the second reads), launched
 // with PDL where the grid qualifies: the same bits as with the device
-// synchronized between calls. Grids: one block per tile padded to one per SM
-// (64 rows), one block per tile (128 rows), clusters of 3 padded (64 rows).
+// synchronized between calls. Grids: one block per tile with stages of 4
+// steps (16 rows), one block per tile padded to one per SM (64 rows), one
+// block per tile (128 rows), clusters of 3 padded (64 rows).
 TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
   const int64_t m = 70, n = 2048;  // N = K: C is the next call's A
@@ -456,8 +488,8 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
     GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
   }
   const size_t bytes = size_t(m * n) * 2;
-  for (const auto& config : {std::pair{64, WgmmaSplit::kNone}, std::pair{128, WgmmaSplit::kNone},
-                             std::pair{64, WgmmaSplit::kCluster}}) {
+  for (const auto& config : {std::pair{16, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kNone},
+                             std::pair{128, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kCluster}}) {
     const int tokens = config.first;
     const WgmmaSplit split = config.second;
     SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));

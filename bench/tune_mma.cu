@@ -28,6 +28,7 @@
 #include "cuda/cuda_internal.h"
 #include "cuda/gemm_mma.cuh"
 #include "cuda/gemm_wgmma.cuh"
+#include "cuda/gemm_wgmma_ws.cuh"
 
 using namespace int4mm;
 using T = __nv_bfloat16;
@@ -113,6 +114,36 @@ Variant wgmma() {
                 o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
           },
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kSplit != kStreamK};
+}
+
+// gemm_wgmma_ws (the copy warpgroup's kernel): stream-K, whole tiles on a
+// persistent grid (one block per SM), or one block per tile.
+enum class WsGrid { kStreamK, kPersistent, kPerTile };
+
+template <int kTokens, int kStages, WsGrid kGrid>
+Variant wgmma_ws() {
+  char name[96];
+  std::snprintf(name, sizeof name, "wgmma_ws T%d S%d %s", kTokens, kStages,
+                kGrid == WsGrid::kStreamK ? "streamk" : kGrid == WsGrid::kPersistent ? "persistent" : "pertile");
+  auto plan = [](const Operands& o) {
+    detail::cuda::WgmmaGrid grid = detail::cuda::plan_gemm_wgmma_ws<T, kGroup, kTokens, kStages>(
+        o.m, o.n, o.k, kGrid == WsGrid::kStreamK ? kStreamK : kDirect, kGrid == WsGrid::kPersistent);
+    grid.pdl = o.pdl;
+    return grid;
+  };
+  return {name,
+          [plan](const Operands& o, cudaStream_t s) {
+            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
+          },
+          [plan](const Operands& o) { return describe_grid(plan(o)); }, kGrid != WsGrid::kStreamK};
+}
+
+// The gemm_wgmma_ws grids of one configuration.
+template <int kTokens, int kStages>
+std::vector<Variant> wgmma_ws_grids() {
+  return {wgmma_ws<kTokens, kStages, WsGrid::kStreamK>(), wgmma_ws<kTokens, kStages, WsGrid::kPersistent>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kPerTile>()};
 }
 
 // gemm_wgmma with every tile split over a cluster of kCluster blocks, whether
@@ -207,7 +238,7 @@ std::vector<Variant> gemv_variants(int m) {
   return v;
 }
 
-std::vector<Variant> variants(int m, int group) {
+std::vector<Variant> classic_variants(int m, int group) {
   if (group != kGroup) {
     return group == 32 ? gemv_variants<32>(m) : group == 64 ? gemv_variants<64>(m) : gemv_variants<256>(m);
   }
@@ -258,6 +289,25 @@ std::vector<Variant> variants(int m, int group) {
           wgmma_cluster<256, 6, 2>(), wgmma_cluster<256, 6, 3>(), wgmma_cluster<256, 6, 4>(),
           wgmma_cluster<128, 6, 2>(), wgmma_cluster<128, 6, 4>(), wgmma<64, 8, kDirect>(),
           wgmma<64, 8, kCluster>(),   dequant(0)};
+}
+
+// gemm_wgmma_ws's configurations per M (group 128), then the others.
+std::vector<Variant> variants(int m, int group) {
+  std::vector<Variant> v = classic_variants(m, group);
+  auto add = [&](std::vector<Variant> more) { v.insert(v.end(), more.begin(), more.end()); };
+  if (group != kGroup || m <= 8) return v;
+  if (m <= 16) {
+    add(wgmma_ws_grids<16, 12>());
+    add(wgmma_ws_grids<16, 24>());
+  } else if (m <= 32) {
+    add(wgmma_ws_grids<32, 16>());
+  } else if (m <= 64) {
+    add(wgmma_ws_grids<64, 12>());
+  } else {
+    add(wgmma_ws_grids<128, 8>());
+    if (m > 128) add(wgmma_ws_grids<256, 5>());
+  }
+  return v;
 }
 
 int main(int argc, char** argv) {

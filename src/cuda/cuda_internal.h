@@ -70,7 +70,8 @@ enum class WgmmaSplit : int {
 // launched with programmatic dependent launch (grids without a workspace,
 // where the device allows it), and then whether with its shared memory
 // padded so that one block fills an SM; the 64-k steps per pipeline stage
-// of the kernel it launches (set by gemm_wgmma_grid).
+// of the kernel it launches and whether that kernel is gemm_wgmma_ws, whose
+// copies run in a warpgroup of their own (both set by gemm_wgmma_grid).
 struct WgmmaGrid {
   int64_t blocks = 0;
   int64_t dp_tiles = 0;
@@ -78,6 +79,7 @@ struct WgmmaGrid {
   bool pdl = false;
   bool alone = false;
   int stage_steps = 0;
+  bool copy_warps = false;
 };
 
 // kGemmWgmma with an explicit configuration, for tests and benchmarks

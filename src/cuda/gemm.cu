@@ -5,6 +5,7 @@
 #include "cuda/cuda_internal.h"
 #include "cuda/gemm_mma.cuh"
 #include "cuda/gemm_wgmma.cuh"
+#include "cuda/gemm_wgmma_ws.cuh"
 
 namespace int4mm::detail::cuda {
 namespace {
@@ -65,6 +66,18 @@ void with_wgmma_config(int tokens, WgmmaSplit split, bool lone, F&& f) {
   } else {
     f(integral_constant<int, 256>{}, integral_constant<int, 6>{}, One{});
   }
+}
+
+// gemm_wgmma_ws's configurations (128 or 256 rows): as many one-step stages
+// as fit beside the C staging, 8 at 128 rows and 5 at 256 (v13 workbench:
+// 256 rows 1.03-1.23x faster than 128 at M = 1024-4096 on the four shapes
+// measured).
+// Calls f(rows, stages) with the configuration as integral constants.
+template <typename F>
+void with_wgmma_ws_config(int tokens, F&& f) {
+  using std::integral_constant;
+  tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{})
+                : f(integral_constant<int, 256>{}, integral_constant<int, 5>{});
 }
 
 // Calls f(T{}, std::integral_constant<int, kGroup>{}) for a 16-bit dtype (not
@@ -134,11 +147,43 @@ struct WgmmaCall {
   WgmmaGrid grid;
 };
 
+// Whether a call of 128 or 256 rows without clusters takes gemm_wgmma_ws
+// (INT4MM_WS=0: gemm_wgmma, for A/B runs). On an H100 (docs/cuda.md, v13,
+// bf16, the means of two runs on one machine): 1.04-1.10x faster at M =
+// 1024-4096 on the six bench shapes, 1.02-1.09x at M = 512, 1.06-1.23x at
+// M = 128-256 on the four with N or K >= 14336; at 16 rows it ran
+// 1.02-1.24x slower than the dispatched kernels (not taken).
+bool takes_wgmma_ws(const MmArgs& args, int tokens, WgmmaSplit split) {
+  static const bool enabled = switched_on("INT4MM_WS");
+  return enabled && tokens > 64 && split != WgmmaSplit::kCluster &&
+         wgmma_ws_supports(args.a, args.lda, args.packed, args.sz, int(args.n));
+}
+
+// Whether gemm_wgmma_ws's whole-tile grids are persistent (one block per SM;
+// INT4MM_WS_PERSISTENT=0: one block per tile). v13: 1.01-1.05x faster at
+// M = 4096, level at M = 1024.
+bool ws_persistent() {
+  static const bool persistent = switched_on("INT4MM_WS_PERSISTENT");
+  return persistent;
+}
+
 WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
   WgmmaGrid grid = plan_config(args, tokens, split, false);
   if (split == WgmmaSplit::kCluster && grid.cluster == 1) {
     split = WgmmaSplit::kStreamK;
     grid = plan_config(args, tokens, split, false);
+  }
+  if (takes_wgmma_ws(args, tokens, split)) {
+    const bool persistent = ws_persistent();
+    dispatch_half_types(args, [&](auto tag, auto group) {
+      with_wgmma_ws_config(tokens, [&](auto rows, auto stages) {
+        grid = plan_gemm_wgmma_ws<decltype(tag), decltype(group)::value, decltype(rows)::value,
+                                  decltype(stages)::value>(int(args.m), int(args.n), int(args.k), split, persistent);
+      });
+    });
+    grid.copy_warps = true;
+    grid.stage_steps = 1;
+    return {split, false, grid};
   }
   if (tokens <= 16 && split != WgmmaSplit::kStreamK && grid.blocks <= sm_count()) {
     const WgmmaGrid lone = plan_config(args, tokens, split, true);
@@ -157,6 +202,15 @@ void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
   const WgmmaCall call = plan_call(args, tokens, split);
   dispatch_half_types(args, [&](auto tag, auto group) {
     using T = decltype(tag);
+    if (call.grid.copy_warps) {
+      with_wgmma_ws_config(tokens, [&](auto rows, auto stages) {
+        launch_gemm_wgmma_ws<T, decltype(group)::value, decltype(rows)::value, decltype(stages)::value>(
+            static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
+            static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), call.grid, nullptr, 0,
+            stream_of(*args.options));
+      });
+      return;
+    }
     with_wgmma_config(tokens, call.split, call.lone, [&](auto rows, auto stages, auto sub) {
       constexpr int kGroup = decltype(group)::value, kRows = decltype(rows)::value;
       constexpr int kStages = decltype(stages)::value, kSub = decltype(sub)::value;

@@ -65,6 +65,10 @@
 //      blocks share a GPC, so sizes that do not divide a GPC's SMs fit fewer
 //      than SMs / size).
 //
+// At 128 and 256 activation rows without clusters, dispatch takes
+// gemm_wgmma_ws instead (gemm_wgmma_ws.cuh: the same steps with the copies
+// in a warpgroup of their own), where its operands allow.
+//
 // Launch (v11): grids without a workspace (one block per tile, clusters) in
 // one wave launch with programmatic dependent launch: the kernel waits for
 // the one before it in the stream before it touches global memory, and lets
@@ -88,9 +92,10 @@ namespace int4mm::detail::cuda {
 constexpr int kWgmmaRowsN = 128;
 
 // Block geometry and shared-memory plan of one gemm_wgmma configuration.
-template <int kTokens_, int kStages_, int kGroupSize, int kSub_>
+template <int kTokens_, int kStages_, int kGroupSize_, int kSub_>
 struct WgmmaPlan {
   static constexpr int kTokens = kTokens_;
+  static constexpr int kGroupSize = kGroupSize_;
   static constexpr int kStages = kStages_;
   static constexpr int kSub = kSub_;     // 64-k steps per stage (and per block barrier)
   static constexpr int kThreads = 256;  // 2 warpgroups
@@ -155,6 +160,172 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 #endif
 }
 
+// One block's work (the kernel comment's work split): tiles [0, dp_tiles)
+// data-parallel, block b taking b, b + G, ... (G = gridDim.x), whole; the rest
+// stream-K, their units (64-k steps, step fastest) split evenly, block b
+// taking units [b U / G, (b + 1) U / G). With a cluster split, every tile is
+// split over the G / tiles blocks of one cluster (dp_tiles = 0: block b's
+// units lie in tile b / (G / tiles)). next() gives the block's segments in
+// order: steps [s_begin, s_end) of tile `tile`.
+struct WgmmaWork {
+  int64_t grid, units, dp_tiles, next_dp, u, u_end;
+  int steps;
+
+  __device__ WgmmaWork(int64_t tiles, int steps_, int64_t dp_tiles_)
+      : grid(gridDim.x), units((tiles - dp_tiles_) * steps_), dp_tiles(dp_tiles_), next_dp(blockIdx.x),
+        u(units * blockIdx.x / grid), u_end(units * (blockIdx.x + 1) / grid), steps(steps_) {}
+
+  __device__ bool next(int64_t& tile, int& s_begin, int& s_end) {
+    if (next_dp < dp_tiles) {
+      tile = next_dp;
+      next_dp += grid;
+      s_begin = 0, s_end = steps;
+      return true;
+    }
+    if (u >= u_end) return false;
+    tile = dp_tiles + u / steps;
+    s_begin = int(u % steps);
+    s_end = int(std::min<int64_t>(steps, s_begin + (u_end - u)));
+    u += s_end - s_begin;
+    return true;
+  }
+
+  // The first stream-K unit of `tile` (a split one), and the blocks owning
+  // its units (each owns at least 2: wgmma_stream_k_grid).
+  __device__ int64_t tile_begin(int64_t tile) const { return (tile - dp_tiles) * steps; }
+  __device__ int64_t owner(int64_t unit) const { return ((unit + 1) * grid - 1) / units; }
+};
+
+// Where tile `tile` lies: tiles run in groups of kRaster m-blocks, n-blocks
+// outer, so that the tiles in flight at once share a few activation row
+// blocks and many weight blocks in L2.
+struct WgmmaTile {
+  int m0;  // first activation row
+  int nb;  // n-block: weight rows nb x kWgmmaRowsN ..
+};
+
+template <int kTokens>
+__device__ __forceinline__ WgmmaTile wgmma_tile(int64_t tile, int m, int n) {
+  constexpr int kRaster = 4;
+  const int blocks_n = (n + kWgmmaRowsN - 1) / kWgmmaRowsN;
+  const int blocks_m = (m + kTokens - 1) / kTokens;
+  const int64_t per_group = int64_t(kRaster) * blocks_n;
+  const int first_m = int(tile / per_group) * kRaster;
+  const int group_m = std::min(kRaster, blocks_m - first_m);
+  const int64_t local = tile % per_group;
+  return {(first_m + int(local % group_m)) * kTokens, int(local / group_m)};
+}
+
+// One 64-k step of a block's 256 MMA threads: dequantizes this thread's 4
+// weight words of the step at `step` (shared memory: the plan's A, weights,
+// scale/zero pairs) into `frag`, w = (q - 8) * scale + zero rounded to T,
+// and issues the warpgroup's 4 m64n{kTokens}k16 wgmmas as one group, reading
+// the activations through `desc` (the step's A tile). The caller waits.
+template <typename T, typename Plan, int kAcc>
+__device__ __forceinline__ void wgmma_step(const uint8_t* step, uint64_t desc, float (&acc)[kAcc],
+                                           uint32_t (&frag)[4][4], int tid) {
+  using T2 = typename Pair<T>::type;
+  constexpr int kGroupSize = Plan::kGroupSize;
+  const int warp = tid >> 5, g = (tid & 31) >> 2;
+  const uint4 w = reinterpret_cast<const uint4*>(step + Plan::kABytes)[tid];
+  const T2* const sz_step = reinterpret_cast<const T2*>(step + Plan::kABytes + Plan::kWBytes);
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    // Scale and zero of rows g and g + 8 of this warp's tile, as pairs.
+    const int sub = kGroupSize >= 64 ? 0 : q * 16 / kGroupSize;
+    const T2 lo = sz_step[sub * Plan::kRowsN + warp * 16 + g];
+    const T2 hi = sz_step[sub * Plan::kRowsN + warp * 16 + g + 8];
+    dequant_word<T>(word_of(w, q), frag[q]);
+    scale_fragment(frag[q], lo, hi);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) fence_operand(frag[q][r]);
+  }
+  wgmma_fence();
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    Wgmma<T, Plan::kTokens>::mma(acc, frag[q], descriptor_at(desc, q * 32));
+  }
+  wgmma_commit();
+}
+
+// Accumulator i of a thread: weight row (tile row) g + 8 ((i / 2) % 2) of
+// its warp's tile, token 8 (i / 4) + 2 t + i % 2 (wgmma's D fragment).
+__device__ __forceinline__ int wgmma_acc_row(int tid, int i) {
+  const int warp = tid >> 5, g = (tid & 31) >> 2;
+  return (warp & 3) * 16 + g + (warp >> 2) * 64 + ((i >> 1) & 1) * 8;
+}
+__device__ __forceinline__ int wgmma_acc_token(int tid, int i) { return (i >> 2) * 8 + 2 * (tid & 3) + (i & 1); }
+
+// A stream-K tile split over blocks (steps [s_begin, s_end) of it here):
+// each adds up in the last of them to arrive. Every block stores its partial
+// accumulators (slot 0: its first segment, slot 1: its last), then counts
+// itself in; the last one reads the others' slots into its registers and
+// returns true (it writes C). `sync` is a barrier over the 256 MMA threads;
+// `finisher` a shared flag.
+template <int kAcc, typename Sync>
+__device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork& work, int64_t tile,
+                                            int* arrivals, float4* partials, int tid, bool& finisher,
+                                            Sync&& sync) {
+  constexpr int kThreads = 256;
+  const int64_t tile_begin = work.tile_begin(tile);
+  auto slot_of = [&](int64_t block) {  // the slot where `block` keeps its part of this tile
+    return partials +
+           ((block * 2 + (work.units * block / work.grid >= tile_begin ? 0 : 1)) * (kAcc / 4)) * kThreads + tid;
+  };
+  float4* const mine = slot_of(blockIdx.x);
+#pragma unroll
+  for (int i = 0; i < kAcc / 4; ++i) {
+    mine[i * kThreads] = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+  }
+  __threadfence();
+  sync();
+  const int64_t first = work.owner(tile_begin), last = work.owner(tile_begin + work.steps - 1);
+  if (tid == 0) finisher = atomicAdd(arrivals + tile, 1) == int(last - first);
+  sync();
+  if (!finisher) return false;
+  __threadfence();
+  for (int64_t block = first; block <= last; ++block) {
+    if (block == blockIdx.x) continue;
+    const float4* const theirs = slot_of(block);
+#pragma unroll
+    for (int i = 0; i < kAcc / 4; ++i) {
+      const float4 v = __ldcg(theirs + i * kThreads);
+      acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+    }
+  }
+  return true;
+}
+
+// Writes a tile's accumulators to C through shared memory (`staged`,
+// kOutTokens rows of Plan::kOutStride elements: the whole tile, or it in
+// parts of kOutTokens tokens), then 16-byte stores along N. `sync` is a
+// barrier over the 256 MMA threads; the caller syncs before `staged` is
+// reused for anything else.
+template <typename T, typename Plan, int kOutTokens, int kAcc, typename Sync>
+__device__ __forceinline__ void wgmma_store_c(const float (&acc)[kAcc], T* staged, T* c, int64_t ldc, int m0,
+                                              int row0, int m, int n, bool vector_c, int tid, Sync&& sync) {
+  constexpr int kThreads = 256;
+  constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks of C per token row
+  constexpr int kPartAcc = kAcc * kOutTokens / Plan::kTokens;
+#pragma unroll
+  for (int part = 0; part < Plan::kTokens / kOutTokens; ++part) {
+    sync();  // `staged` is free
+#pragma unroll
+    for (int i = part * kPartAcc; i < (part + 1) * kPartAcc; ++i) {
+      staged[(wgmma_acc_token(tid, i) - part * kOutTokens) * Plan::kOutStride + wgmma_acc_row(tid, i)] =
+          from_float<T>(acc[i]);
+    }
+    sync();
+    for (int idx = tid; idx < kOutTokens * kChunks; idx += kThreads) {
+      const int token = part * kOutTokens + idx / kChunks, chunk = idx % kChunks;
+      const int row = row0 + chunk * 8;
+      if (m0 + token >= m || row >= n) continue;
+      store_8(c + int64_t(m0 + token) * ldc + row, staged + (idx / kChunks) * Plan::kOutStride + chunk * 8, n - row,
+              vector_c);
+    }
+  }
+}
+
 template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
           int kTokens,     // activation rows per block (wgmma N)
@@ -173,14 +344,12 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
                       bool cluster_split) {              // the blocks of a split tile are a cluster
 #if defined(INT4MM_WGMMA)
   using Plan = WgmmaPlan<kTokens, kStages, kGroupSize, kSub>;
-  using T2 = typename Pair<T>::type;
   constexpr int kThreads = Plan::kThreads;
   constexpr int kStageBytes = Plan::kStageBytes;
   constexpr int kStepBytes = Plan::kStepBytes;
   constexpr int kRing = kStages * kSub;  // steps in shared memory
   constexpr int kACopies = (kTokens * 8 + kThreads - 1) / kThreads;  // 16-byte A copies per thread per step
   constexpr int kAcc = kTokens / 2;                 // float32 accumulators per thread
-  constexpr int kRaster = 4;                        // m-blocks side by side in the tile order
 
   extern __shared__ uint8_t smem_raw[];
   const uint32_t smem_raw_address = uint32_t(__cvta_generic_to_shared(smem_raw));
@@ -191,50 +360,20 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;  // = the block's weight tile; warp % 4 = its rows in the warpgroup
-  const int g = lane >> 2;
-  const int t = lane & 3;
   const int steps = (k + 63) / 64;
   const int groups = k / kGroupSize;
   const int weight_tiles = (n + 15) / 16;
-  const int blocks_n = (n + Plan::kRowsN - 1) / Plan::kRowsN;
-  const int blocks_m = (m + kTokens - 1) / kTokens;
-
-  // Tiles [0, dp_tiles) data-parallel: block b takes b, b + G, ... (G =
-  // gridDim.x), whole. The rest stream-K: their units (64-k steps, step
-  // fastest) split evenly, block b taking units [b U / G, (b + 1) U / G).
-  // Tiles run in groups of kRaster m-blocks, n-blocks outer: the tiles in
-  // flight at once share a few activation row blocks and many weight blocks
-  // in L2.
-  //
-  // With cluster_split, every tile is split over the G / tiles blocks of one
-  // cluster (dp_tiles = 0: block b's units lie in tile b / (G / tiles)).
-  const int64_t grid = gridDim.x;
-  const int64_t units = (int64_t(blocks_n) * blocks_m - dp_tiles) * steps;  // stream-K units
-  int64_t next_dp = blockIdx.x;
-  int64_t u = units * blockIdx.x / grid;
-  const int64_t u_end = units * (blockIdx.x + 1) / grid;
+  const int64_t tiles = int64_t((n + Plan::kRowsN - 1) / Plan::kRowsN) * ((m + kTokens - 1) / kTokens);
+  WgmmaWork work(tiles, steps, dp_tiles);
   // Launched with PDL: nothing global is read or written before the kernel
   // ahead of this one in the stream has finished (a no-op otherwise).
   grid_dependency_wait();
-  while (next_dp < dp_tiles || u < u_end) {
+  int64_t pair;
+  int s_begin, s_end;
+  while (work.next(pair, s_begin, s_end)) {
     // One segment: steps [s_begin, s_end) of tile `pair`.
-    int64_t pair;
-    int s_begin = 0, s_end = steps;
-    if (next_dp < dp_tiles) {
-      pair = next_dp;
-      next_dp += grid;
-    } else {
-      pair = dp_tiles + u / steps;
-      s_begin = int(u % steps);
-      s_end = int(std::min<int64_t>(steps, s_begin + (u_end - u)));
-      u += s_end - s_begin;
-    }
-    const int64_t per_group = int64_t(kRaster) * blocks_n;
-    const int first_m = int(pair / per_group) * kRaster;
-    const int group_m = std::min(kRaster, blocks_m - first_m);
-    const int64_t local = pair % per_group;
-    const int m0 = (first_m + int(local % group_m)) * kTokens;
-    const int nb = int(local / group_m);
+    const WgmmaTile tile = wgmma_tile<kTokens>(pair, m, n);
+    const int m0 = tile.m0, nb = tile.nb;
     const int row0 = nb * Plan::kRowsN;
 
     // This thread's copies, set up once per segment (zero-filled where the
@@ -322,26 +461,7 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
         fetch(i / kSub + kStages - 2, (slot + kStages - 2) % kStages);
       }
       const uint32_t offset = uint32_t(slot * kStageBytes + (j % kSub) * kStepBytes);
-      const uint8_t* const step_ptr = smem_ptr + offset;
-      const uint4 w = reinterpret_cast<const uint4*>(step_ptr + Plan::kABytes)[tid];
-      const T2* const sz_step = reinterpret_cast<const T2*>(step_ptr + Plan::kABytes + Plan::kWBytes);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        // Scale and zero of rows g and g + 8 of this warp's tile, as pairs.
-        const int sub = kGroupSize >= 64 ? 0 : q * 16 / kGroupSize;
-        const T2 lo = sz_step[sub * Plan::kRowsN + warp * 16 + g];
-        const T2 hi = sz_step[sub * Plan::kRowsN + warp * 16 + g + 8];
-        dequant_word<T>(word_of(w, q), frag[q]);
-        scale_fragment(frag[q], lo, hi);
-#pragma unroll
-        for (int r = 0; r < 4; ++r) fence_operand(frag[q][r]);
-      }
-      wgmma_fence();
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        Wgmma<T, kTokens>::mma(acc, frag[q], descriptor_at(a_desc, offset + q * 32));
-      }
-      wgmma_commit();
+      wgmma_step<T, Plan>(smem_ptr + offset, descriptor_at(a_desc, offset), acc, frag, tid);
       wgmma_wait<1>();
     };
 
@@ -370,11 +490,8 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     // wait for this grid to finish): its launch overlaps this epilogue.
     grid_dependents_launch();
 
-    // Accumulator i: weight row (tile row) g + 8 ((i / 2) % 2) of this
-    // warp's tile, token 8 (i / 4) + 2 t + i % 2 (wgmma's D fragment).
-    const int row_g = (warp & 3) * 16 + g + (warp >> 2) * 64;  // the block's row of acc[0]
-    auto acc_row = [&](int i) { return row_g + ((i >> 1) & 1) * 8; };
-    auto acc_token = [&](int i) { return (i >> 2) * 8 + 2 * t + (i & 1); };
+    auto acc_row = [&](int i) { return wgmma_acc_row(tid, i); };
+    auto acc_token = [&](int i) { return wgmma_acc_token(tid, i); };
     constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks of C per token row
 
     if (cluster_split) {
@@ -415,58 +532,34 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     }
 
     // A tile split over blocks: each adds up in the last of them to arrive.
-    // Every block stores its partial accumulators (slot 0: its first
-    // segment, slot 1: its last), then counts itself in; the last one reads
-    // the others' slots into its registers and writes C.
-    const int64_t tile_begin = (pair - dp_tiles) * steps;  // the tile's first stream-K unit
+    auto sync = [] { __syncthreads(); };
     if (s_end - s_begin < steps) {
-      auto slot_of = [&](int64_t block) {  // the slot where `block` keeps its part of this tile
-        return partials + ((block * 2 + (units * block / grid >= tile_begin ? 0 : 1)) * (kAcc / 4)) * kThreads + tid;
-      };
-      float4* const mine = slot_of(blockIdx.x);
-#pragma unroll
-      for (int i = 0; i < kAcc / 4; ++i) {
-        mine[i * kThreads] = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
-      }
-      __threadfence();
-      __syncthreads();
-      // Blocks owning the tile's units (each owns at least 2: launch_gemm_wgmma).
-      auto owner = [&](int64_t unit) { return ((unit + 1) * grid - 1) / units; };
-      const int64_t first = owner(tile_begin), last = owner(tile_begin + steps - 1);
       __shared__ bool finisher;
-      if (tid == 0) finisher = atomicAdd(arrivals + pair, 1) == int(last - first);
-      __syncthreads();
-      if (!finisher) {
-        continue;  // the stages are free: the barrier above followed the last read
-      }
-      __threadfence();
-      for (int64_t block = first; block <= last; ++block) {
-        if (block == blockIdx.x) continue;
-        const float4* const theirs = slot_of(block);
-#pragma unroll
-        for (int i = 0; i < kAcc / 4; ++i) {
-          const float4 v = __ldcg(theirs + i * kThreads);
-          acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
-        }
-      }
+      // (Not the finisher: the stages are free, the barrier in wgmma_fixup
+      // followed the last read.)
+      if (!wgmma_fixup(acc, work, pair, arrivals, partials, tid, finisher, sync)) continue;
     }
-
-    // C through shared memory (the stages are free once every warp is
-    // here), then 16-byte stores along N.
-    __syncthreads();
-    T* const staged = reinterpret_cast<T*>(smem_ptr);
-#pragma unroll
-    for (int i = 0; i < kAcc; ++i) staged[acc_token(i) * Plan::kOutStride + acc_row(i)] = from_float<T>(acc[i]);
-    __syncthreads();
-    for (int idx = tid; idx < kTokens * kChunks; idx += kThreads) {
-      const int token = idx / kChunks, chunk = idx % kChunks;
-      const int row = row0 + chunk * 8;
-      if (m0 + token >= m || row >= n) continue;
-      store_8(c + int64_t(m0 + token) * ldc + row, staged + token * Plan::kOutStride + chunk * 8, n - row, vector_c);
-    }
+    // C through shared memory (the stages are free once every warp is here).
+    wgmma_store_c<T, Plan, kTokens>(acc, reinterpret_cast<T*>(smem_ptr), c, ldc, m0, row0, m, n, vector_c, tid, sync);
     __syncthreads();  // the next segment refills the stages
   }
 #endif  // INT4MM_WGMMA
+}
+
+// The persistent grid of `tiles` tiles of `steps` units on `slots` block
+// slots (plan_gemm_wgmma's comment): whole waves of tiles data-parallel, the
+// last partial wave stream-K, every block at least 2 units; with fewer tiles
+// than slots, a whole number of blocks per tile where that keeps >= 90% of them.
+inline WgmmaGrid wgmma_stream_k_grid(int64_t tiles, int64_t steps, int64_t slots) {
+  int64_t grid = std::max<int64_t>(1, std::min<int64_t>(slots, tiles * steps / 2));
+  const int64_t splits = grid / tiles;
+  if (splits >= 2 && 10 * splits * tiles >= 9 * grid) grid = splits * tiles;
+  int64_t dp_tiles = tiles / grid * grid;
+  if (dp_tiles < tiles && (tiles - dp_tiles) * steps < 2 * grid) {
+    dp_tiles = std::max<int64_t>(0, dp_tiles - grid);  // too few stream-K units: one wave fewer
+  }
+  grid = std::max<int64_t>(1, std::min<int64_t>(grid, (tiles - dp_tiles) * steps / 2 + (dp_tiles > 0 ? grid : 0)));
+  return WgmmaGrid{grid, dp_tiles, 1};
 }
 
 // Host side: the grid of one gemm_wgmma call (WgmmaSplit, cuda_internal.h).
@@ -532,15 +625,7 @@ WgmmaGrid plan_gemm_wgmma(int m, int n, int k, WgmmaSplit split) {
       return with_pdl(WgmmaGrid{size * tiles, 0, int(size)});
     }
   }
-  int64_t grid = std::max<int64_t>(1, std::min<int64_t>(slots, tiles * steps / 2));
-  const int64_t splits = grid / tiles;
-  if (splits >= 2 && 10 * splits * tiles >= 9 * grid) grid = splits * tiles;
-  int64_t dp_tiles = tiles / grid * grid;
-  if (dp_tiles < tiles && (tiles - dp_tiles) * steps < 2 * grid) {
-    dp_tiles = std::max<int64_t>(0, dp_tiles - grid);  // too few stream-K units: one wave fewer
-  }
-  grid = std::max<int64_t>(1, std::min<int64_t>(grid, (tiles - dp_tiles) * steps / 2 + (dp_tiles > 0 ? grid : 0)));
-  return WgmmaGrid{grid, dp_tiles, 1};
+  return wgmma_stream_k_grid(tiles, steps, slots);
 }
 
 // The workspace of a stream-K launch of `grid` blocks over `tiles` tiles:
@@ -549,6 +634,29 @@ inline size_t wgmma_counter_bytes(int64_t tiles) { return (size_t(tiles) * sizeo
 template <int kTokens>
 size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
   return wgmma_counter_bytes(tiles) + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
+}
+
+// Runs launch(arrivals, partials): with the stream-K workspace of `grid`
+// where `split` (its counters zeroed first), from the caller (workspace_bytes
+// at least wgmma_workspace_bytes) or, when it passes none, from the stream's
+// memory pool; else with null pointers.
+template <int kTokens, typename Launch>
+void with_wgmma_workspace(const WgmmaGrid& grid, int64_t tiles, bool split, void* workspace, size_t workspace_bytes,
+                          cudaStream_t stream, Launch&& launch) {
+  if (!split) {
+    launch(nullptr, nullptr);
+    return;
+  }
+  auto run = [&](void* space) {
+    int* const arrivals = static_cast<int*>(space);
+    INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
+    launch(arrivals, reinterpret_cast<float4*>(static_cast<uint8_t*>(space) + wgmma_counter_bytes(tiles)));
+  };
+  if (workspace != nullptr && workspace_bytes >= wgmma_workspace_bytes<kTokens>(grid.blocks, tiles)) {
+    run(workspace);
+  } else {
+    with_stream_memory(wgmma_workspace_bytes<kTokens>(grid.blocks, tiles), stream, run);
+  }
 }
 
 // Host side: one gemm_wgmma call on `grid` (plan_gemm_wgmma's, or for the
@@ -573,24 +681,13 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   // (A workspace's memset would sit between this launch and the one before.)
   const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
   const int smem = pdl && grid.alone ? lone_block_smem(padded, kernel, Plan::kSmemBytes) : Plan::kSmemBytes;
-  auto run = [&](void* space) {
-    int* const arrivals = static_cast<int*>(space);
-    float4* const partials =
-        space == nullptr ? nullptr
-                         : reinterpret_cast<float4*>(static_cast<uint8_t*>(space) + wgmma_counter_bytes(tiles));
-    if (space != nullptr) INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
-    launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, smem, stream, pdl,
-                  unsigned(grid.cluster), "gemm_wgmma_kernel", a, lda, static_cast<const uint4*>(packed), sz, c, ldc,
-                  arrivals, partials, m, n, k, grid.dp_tiles, vector_c, grid.cluster > 1);
-  };
-  const size_t needed = wgmma_workspace_bytes<kTokens>(grid.blocks, tiles);
-  if (no_workspace) {
-    run(nullptr);  // nothing split, or split within clusters
-  } else if (workspace != nullptr && workspace_bytes >= needed) {
-    run(workspace);
-  } else {
-    with_stream_memory(needed, stream, run);
-  }
+  with_wgmma_workspace<kTokens>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
+                                [&](int* arrivals, float4* partials) {
+                                  launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, smem, stream, pdl,
+                                                unsigned(grid.cluster), "gemm_wgmma_kernel", a, lda,
+                                                static_cast<const uint4*>(packed), sz, c, ldc, arrivals, partials, m,
+                                                n, k, grid.dp_tiles, vector_c, grid.cluster > 1);
+                                });
 }
 
 }  // namespace int4mm::detail::cuda

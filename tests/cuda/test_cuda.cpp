@@ -396,7 +396,20 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(16, 32, 64, 128, 256),
                        ::testing::Values(WgmmaSplit::kNone, WgmmaSplit::kStreamK, WgmmaSplit::kCluster),
                        ::testing::Values(Shape{70, 300, 1152}, Shape{300, 4100, 640}, Shape{5, 136, 96},
-                                         Shape{130, 72, 480}, Shape{5, 4000, 1152}, Shape{70, 4000, 640}),
+                                         Shape{130, 72, 480}, Shape{5, 4000, 1152}, Shape{70, 4000, 640},
+                                         Shape{70, 1030, 640}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(32), int64_t(128))),
+    wgmma_case_name);
+
+// More tiles than SMs at 128 / 256 rows, where gemm_wgmma_ws's copy thread
+// runs on into a block's next tile while its MMA warps finish one: with
+// K = 2..3 steps every block of the stream-K grid crosses tiles (after a
+// whole tile at 128 rows), and one block per tile makes 165 / 297 blocks.
+INSTANTIATE_TEST_SUITE_P(
+    ManyTiles, WgmmaConfigs,
+    ::testing::Combine(::testing::Values(128, 256), ::testing::Values(WgmmaSplit::kNone, WgmmaSplit::kStreamK),
+                       ::testing::Values(Shape{1100, 4100, 160}, Shape{1100, 4100, 128}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(128))),
     wgmma_case_name);
@@ -430,6 +443,34 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   const detail::cuda::WgmmaGrid stream_k = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kStreamK);
   EXPECT_EQ(stream_k.cluster, 1);
   EXPECT_FALSE(stream_k.pdl);  // its workspace is zeroed between calls
+}
+
+// At 128 and 256 rows, grids without clusters run gemm_wgmma_ws (its copies
+// in a warpgroup of their own, by TMA) where the operands allow its tensor
+// maps (N % 4 == 0, 16-byte aligned), so that the WgmmaConfigs cases test it
+// there and gemm_wgmma beside it (N = 1030, clusters, 64 rows and fewer).
+TEST(CudaKernels, WgmmaCopyWarpsTaken) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t n : {4000, 1030}) {
+    Problem p = make_problem(300, n, 640, 128, DType::kFloat16, 3);
+    GpuProblem gpu(p, n);
+    const Options options{Backend::kCuda};
+    const detail::MmArgs args = gpu.args(n, options);
+    if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
+      GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+    }
+    SCOPED_TRACE(detail::concat("N = ", n));
+    for (const int tokens : {128, 256}) {
+      for (const WgmmaSplit split : {WgmmaSplit::kNone, WgmmaSplit::kStreamK}) {
+        const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, tokens, split);
+        EXPECT_EQ(grid.copy_warps, n % 4 == 0) << tokens << " rows, split " << int(split);
+        EXPECT_EQ(grid.stage_steps, 1);
+      }
+    }
+    EXPECT_FALSE(detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kNone).copy_warps);
+    const detail::cuda::WgmmaGrid clusters = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kCluster);
+    EXPECT_EQ(clusters.copy_warps, clusters.cluster == 1 && n % 4 == 0);
+  }
 }
 
 // At 16 activation rows, a grid of at most one block per SM runs the kernel
@@ -468,7 +509,8 @@ TEST(CudaKernels, WgmmaLoneBlocksTakeLongStages) {
 // with PDL where the grid qualifies: the same bits as with the device
 // synchronized between calls. Grids: one block per tile with stages of 4
 // steps (16 rows), one block per tile padded to one per SM (64 rows), one
-// block per tile (128 rows), clusters of 3 padded (64 rows).
+// block per tile (128 and 256 rows: gemm_wgmma_ws), clusters of 3 padded
+// (64 rows).
 TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
   const int64_t m = 70, n = 2048;  // N = K: C is the next call's A
@@ -489,7 +531,8 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   }
   const size_t bytes = size_t(m * n) * 2;
   for (const auto& config : {std::pair{16, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kNone},
-                             std::pair{128, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kCluster}}) {
+                             std::pair{128, WgmmaSplit::kNone}, std::pair{256, WgmmaSplit::kNone},
+                             std::pair{64, WgmmaSplit::kCluster}}) {
     const int tokens = config.first;
     const WgmmaSplit split = config.second;
     SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));

@@ -1,0 +1,247 @@
+// gemm_wgmma_ws: gemm_wgmma for large M (128 and 256 activation rows per
+// block) with its copies in a warpgroup of their own (warp specialization,
+// as CUTLASS's Hopper kernels do it): 384 threads, one block per SM.
+//
+//   warps 0-7 (2 warpgroups, 256 threads): as gemm_wgmma's, per 64-k step
+//             dequantize 4 weight words into registers and issue 4
+//             m64n{kTokens}k16 wgmmas, reading the activations from shared
+//             memory; no copies, no block barrier in the main loop
+//   warps 8-11: one thread copies each step with the tensor memory
+//             accelerator (TMA): the activations (one box of 64 k x kTokens
+//             rows, 128B-swizzled as the wgmma descriptor reads it), the 8
+//             weight tiles' 512 bytes each (one box) and the scale/zero pairs
+//             (one box of 128 rows x the step's groups), zero-filled past
+//             M, N and K by the TMA unit
+//
+// The two sides meet in a ring of kStages one-step stages with two
+// shared-memory barriers each: `full` (the copy thread arrives with the
+// step's byte count, the TMA unit completes it) and `empty` (each MMA warp
+// arrives once the wgmmas that read the stage are done: after the wait for
+// all groups but the next step's). The copy thread runs up to kStages steps
+// ahead, across tiles: while the MMA warps write one tile's C (through a
+// staging buffer of their own, not the ring), the next tile's first stages
+// are already coming in. gemm_wgmma instead issues every copy from the MMA
+// warps (8 16-byte cp.async per thread and step at 256 rows), waits at a
+// block barrier per stage and starts each tile with an empty ring.
+//
+// Registers: at 256 rows each MMA thread holds 128 float32 accumulators and
+// two 16-register fragment buffers; with 384 threads the launch bound leaves
+// 168 a thread, so the roles trade with setmaxnreg (MMA warpgroups 232, the
+// copy warpgroup 40). With one copy warp (288 threads, 224 a thread) ptxas
+// serialized the wgmmas (C7512) at 256 rows.
+//
+// Same work split (whole tiles, and stream-K for the last partial wave:
+// WgmmaWork), tile order, numerics and epilogue as gemm_wgmma; no cluster
+// split (dispatch takes gemm_wgmma there). Whole-tile grids are persistent
+// (one block per SM, each taking every SMs-th tile) unless asked otherwise.
+//
+// Measured on an H100 (docs/cuda.md, v13): 1.04-1.10x faster than
+// gemm_wgmma at M = 1024-4096, up to 1.23x at M = 128 on the largest
+// shapes; at 16 rows (a configuration the workbench keeps) slower than
+// gemm_wgmma and gemv_mma, so dispatch takes it at 128 and 256 rows only.
+//
+// Limitations (beyond gemm_wgmma's, checked by wgmma_ws_supports): the
+// tensor maps need A, the packed weights and scales_and_zeros 16-byte
+// aligned and N % 4 == 0 (scale/zero rows 16-byte multiples).
+#pragma once
+
+#include "cuda/gemm_wgmma.cuh"
+#include "cuda/tma.cuh"
+
+namespace int4mm::detail::cuda {
+
+template <int kTokens_, int kStages_, int kGroupSize>
+struct WgmmaWsPlan {
+  using Step = WgmmaPlan<kTokens_, 4, kGroupSize, 1>;  // one step's shared layout and C staging
+  static constexpr int kTokens = kTokens_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kThreads = 384;     // 2 MMA warpgroups and the copy warpgroup
+  static constexpr int kMmaThreads = 256;
+  // Registers per thread after the roles part (setmaxnreg): the copy
+  // warpgroup gives its share to the MMA warpgroups, 256 x 232 + 128 x 40 =
+  // 64512 of the SM's 65536.
+  static constexpr int kMmaRegisters = 232;
+  static constexpr int kCopyRegisters = 40;
+  static constexpr int kStepBytes = Step::kStepBytes;
+  static constexpr int kCopyBytes = Step::kABytes + Step::kWBytes + Step::kSzBytes;  // a step's three boxes
+  static constexpr int kOutTokens = kTokens < 128 ? kTokens : 128;                    // C staged in parts
+  static constexpr int kOutBytes = kOutTokens * Step::kOutStride * 2;
+  // The ring, the C staging, 2 barriers per stage; + 1024: the ring starts
+  // at the first 1024-aligned shared address.
+  static constexpr int kSmemBytes = kStages * kStepBytes + kOutBytes + 2 * kStages * 8 + 1024;
+  static_assert(kOutBytes % 16 == 0, "barriers 8-byte aligned");
+};
+
+template <typename T,      // half or __nv_bfloat16
+          int kGroupSize,  // 32..256
+          int kTokens,     // activation rows per block (wgmma N): 128 or 256
+          int kStages>     // one-step stages in the ring
+__global__ void __launch_bounds__(384, 1)
+    gemm_wgmma_ws_kernel(const __grid_constant__ CUtensorMap a_map,   // A [m, k] (wgmma_ws_maps)
+                         const __grid_constant__ CUtensorMap w_map,   // packed, uint32 [tiles][steps x 128]
+                         const __grid_constant__ CUtensorMap sz_map,  // scales_and_zeros, uint32 [groups][n]
+                         T* __restrict__ c,                           // [m, n], row stride ldc
+                         int64_t ldc,
+                         int* __restrict__ arrivals,      // [tiles], zeroed (stream-K grids only)
+                         float4* __restrict__ partials,   // [grid][2][kTokens / 8][256] (likewise)
+                         int m, int n, int k, int64_t dp_tiles, bool vector_c) {
+#if defined(INT4MM_WGMMA)
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize>;
+  using Step = typename Plan::Step;
+  constexpr int kStepBytes = Plan::kStepBytes;
+  constexpr int kAcc = kTokens / 2;  // float32 accumulators per MMA thread
+
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t smem_raw_address = uint32_t(__cvta_generic_to_shared(smem_raw));
+  const uint32_t smem = (smem_raw_address + 1023) & ~1023u;
+  uint8_t* const smem_ptr = smem_raw + (smem - smem_raw_address);
+  T* const staged = reinterpret_cast<T*>(smem_ptr + kStages * kStepBytes);
+  const uint32_t full = smem + kStages * kStepBytes + Plan::kOutBytes;  // kStages barriers, 8 bytes each
+  const uint32_t empty = full + kStages * 8;
+
+  const int tid = threadIdx.x;
+  const int steps = (k + 63) / 64;
+  const int64_t tiles = int64_t((n + kWgmmaRowsN - 1) / kWgmmaRowsN) * ((m + kTokens - 1) / kTokens);
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(full + 8 * s, 1);
+      mbarrier_init(empty + 8 * s, Plan::kMmaThreads / 32);
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();  // the only block-wide barrier: the roles part here
+  WgmmaWork work(tiles, steps, dp_tiles);
+  // Launched with PDL: nothing global is read or written before the kernel
+  // ahead of this one in the stream has finished (a no-op otherwise).
+  grid_dependency_wait();
+  int64_t pair;
+  int s_begin, s_end;
+  int slot = 0;         // the ring's stage of the next step
+  uint32_t phase = 0;   // its barriers' phase parity
+
+  if (tid >= Plan::kMmaThreads) {
+    set_max_registers<false, Plan::kCopyRegisters>();
+    if (tid == Plan::kMmaThreads) {
+      // The copy thread: each step into the next stage once the MMA warps
+      // are done with it (the first round's stages are free: a new
+      // barrier's "previous" phase counts as completed).
+      while (work.next(pair, s_begin, s_end)) {
+        const WgmmaTile tile = wgmma_tile<kTokens>(pair, m, n);
+        for (int s = s_begin; s < s_end; ++s) {
+          const uint32_t stage = smem + uint32_t(slot * kStepBytes), bar = full + 8 * slot;
+          mbarrier_wait(empty + 8 * slot, phase ^ 1);
+          mbarrier_arrive_expect_tx(bar, Plan::kCopyBytes);
+          tma_load_2d(stage, &a_map, s * 64, tile.m0, bar);
+          tma_load_2d(stage + Step::kABytes, &w_map, s * 128, tile.nb * 8, bar);
+          tma_load_2d(stage + Step::kABytes + Step::kWBytes, &sz_map, tile.nb * kWgmmaRowsN, s * 64 / kGroupSize,
+                      bar);
+          if (++slot == kStages) slot = 0, phase ^= 1;
+        }
+      }
+    }
+    return;
+  }
+
+  // The MMA warps.
+  set_max_registers<true, Plan::kMmaRegisters>();
+  const uint64_t a_desc = sw128_descriptor(smem);  // stage 0's activation tile
+  const bool arriver = (tid & 31) == 0;            // one arrival per warp on `empty`
+  auto sync = [] { named_barrier_sync(1, Plan::kMmaThreads); };
+  float acc[kAcc];
+  uint32_t frag[2][4][4];
+  while (work.next(pair, s_begin, s_end)) {
+    const WgmmaTile tile = wgmma_tile<kTokens>(pair, m, n);
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
+    // A step: wait for its stage, dequantize into `buffer` (free: the
+    // wgmmas that read it two steps ago are done) and issue the wgmmas; wait
+    // for all groups but this one, and free the stage of the step before.
+    int previous = -1;
+    auto run_step = [&](uint32_t (&buffer)[4][4]) {
+      mbarrier_wait(full + 8 * slot, phase);
+      const uint32_t offset = uint32_t(slot * kStepBytes);
+      wgmma_step<T, Step>(smem_ptr + offset, descriptor_at(a_desc, offset), acc, buffer, tid);
+      wgmma_wait<1>();
+      if (arriver && previous >= 0) mbarrier_arrive(empty + 8 * previous);
+      previous = slot;
+      if (++slot == kStages) slot = 0, phase ^= 1;
+    };
+    const int len = s_end - s_begin;
+    int i = 0;
+    for (; i + 2 <= len; i += 2) {
+      run_step(frag[0]);
+      run_step(frag[1]);
+    }
+    if (i < len) run_step(frag[0]);
+    wgmma_wait<0>();
+#pragma unroll
+    for (int j = 0; j < kAcc; ++j) fence_operand(acc[j]);
+    if (arriver) mbarrier_arrive(empty + 8 * previous);
+    // The next kernel's blocks may launch from here (they wait for this
+    // grid to finish): its launch overlaps this epilogue.
+    grid_dependents_launch();
+
+    if (s_end - s_begin < steps) {
+      __shared__ bool finisher;
+      if (!wgmma_fixup(acc, work, pair, arrivals, partials, tid, finisher, sync)) continue;
+    }
+    wgmma_store_c<T, Step, Plan::kOutTokens>(acc, staged, c, ldc, tile.m0, tile.nb * kWgmmaRowsN, m, n, vector_c,
+                                             tid, sync);
+  }
+#endif  // INT4MM_WGMMA
+}
+
+// True where gemm_wgmma_ws can take these operands (gemm_wgmma's, and the
+// tensor maps' alignment: file comment).
+inline bool wgmma_ws_supports(const void* a, int64_t lda, const void* packed, const void* sz, int n) {
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return aligned(a) && lda % 8 == 0 && aligned(packed) && aligned(sz) && n % 4 == 0;
+}
+
+// Host side: the grid of one gemm_wgmma_ws call (one block per SM), kNone:
+// whole tiles, one block per SM taking every SMs-th tile where `persistent`
+// (its copy thread fetches a block's next tile while its MMA warps write
+// the last), else one block per tile; kStreamK: wgmma_stream_k_grid.
+template <typename T, int kGroupSize, int kTokens, int kStages>
+WgmmaGrid plan_gemm_wgmma_ws(int m, int n, int k, WgmmaSplit split, bool persistent) {
+  const int64_t tiles = (int64_t(n) + kWgmmaRowsN - 1) / kWgmmaRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
+  const int64_t steps = (int64_t(k) + 63) / 64;
+  if (tiles * steps == 0) return WgmmaGrid{0, 0, 1};
+  const int64_t sms = sm_count();
+  WgmmaGrid grid = split == WgmmaSplit::kStreamK ? wgmma_stream_k_grid(tiles, steps, sms)
+                                                 : WgmmaGrid{persistent ? std::min(tiles, sms) : tiles, tiles, 1};
+  grid.pdl = grid.dp_tiles == tiles && grid.blocks <= sms;  // one wave without a workspace
+  return grid;
+}
+
+// Host side: one gemm_wgmma_ws call on `grid` (plan_gemm_wgmma_ws's, or any
+// grid of its kinds); the workspace as launch_gemm_wgmma's.
+template <typename T, int kGroupSize, int kTokens, int kStages>
+void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc, int m, int n,
+                          int k, const WgmmaGrid& grid, void* workspace, size_t workspace_bytes,
+                          cudaStream_t stream) {
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize>;
+  auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages>;
+  if (grid.blocks == 0) return;
+  static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+  static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
+  resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);  // allows its shared memory
+  const int64_t steps = (int64_t(k) + 63) / 64;
+  const int64_t weight_tiles = (int64_t(n) + 15) / 16;
+  const int64_t tiles = (int64_t(n) + kWgmmaRowsN - 1) / kWgmmaRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
+  const CUtensorMap a_map = make_tensor_map_2d(a, 2, k, m, lda * 2, 64, kTokens, true);
+  const CUtensorMap w_map = make_tensor_map_2d(packed, 4, steps * 128, weight_tiles, steps * 512, 128, 8, false);
+  const CUtensorMap sz_map =
+      make_tensor_map_2d(sz, 4, n, k / kGroupSize, int64_t(n) * 4, kWgmmaRowsN, Plan::Step::kSzGroups, false);
+  const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
+  const bool no_workspace = grid.dp_tiles == tiles;
+  const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
+  with_wgmma_workspace<kTokens>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
+                                [&](int* arrivals, float4* partials) {
+                                  launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes,
+                                                stream, pdl, 1u, "gemm_wgmma_ws_kernel", a_map, w_map, sz_map, c,
+                                                ldc, arrivals, partials, m, n, k, grid.dp_tiles, vector_c);
+                                });
+}
+
+}  // namespace int4mm::detail::cuda

@@ -405,7 +405,8 @@ INSTANTIATE_TEST_SUITE_P(
 // More tiles than SMs at 128 / 256 rows, where gemm_wgmma_ws's copy thread
 // runs on into a block's next tile while its MMA warps finish one: with
 // K = 2..3 steps every block of the stream-K grid crosses tiles (after a
-// whole tile at 128 rows), and one block per tile makes 165 / 297 blocks.
+// whole tile at 128 rows), and the persistent grid of whole tiles gives
+// each of its blocks (one per SM) 1-3 of the 297 / 165 tiles.
 INSTANTIATE_TEST_SUITE_P(
     ManyTiles, WgmmaConfigs,
     ::testing::Combine(::testing::Values(128, 256), ::testing::Values(WgmmaSplit::kNone, WgmmaSplit::kStreamK),

@@ -52,7 +52,7 @@ namespace int4mm::detail::cuda {
 
 template <int kTokens_, int kStages_, int kGroupSize>
 struct WgmmaWsPlan {
-  using Step = WgmmaPlan<kTokens_, 4, kGroupSize, 1>;  // one step's shared layout and C staging
+  using Step = WgmmaPlan<kTokens_, 4, kGroupSize, 1>;  // one step's layout and C staging (its stage count unused)
   static constexpr int kTokens = kTokens_;
   static constexpr int kStages = kStages_;
   static constexpr int kThreads = 384;     // 2 MMA warpgroups and the copy warpgroup

@@ -74,10 +74,10 @@ struct WgmmaWsPlan {
 
 template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
-          int kTokens,     // activation rows per block (wgmma N): 128 or 256
+          int kTokens,     // activation rows per block (wgmma N): 16..256, dispatched at 128 and 256
           int kStages>     // one-step stages in the ring
 __global__ void __launch_bounds__(384, 1)
-    gemm_wgmma_ws_kernel(const __grid_constant__ CUtensorMap a_map,   // A [m, k] (wgmma_ws_maps)
+    gemm_wgmma_ws_kernel(const __grid_constant__ CUtensorMap a_map,   // A [m, k] (launch_gemm_wgmma_ws)
                          const __grid_constant__ CUtensorMap w_map,   // packed, uint32 [tiles][steps x 128]
                          const __grid_constant__ CUtensorMap sz_map,  // scales_and_zeros, uint32 [groups][n]
                          T* __restrict__ c,                           // [m, n], row stride ldc

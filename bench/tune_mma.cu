@@ -10,7 +10,7 @@
 // replays). The winners go into src/cuda/dispatch.cu and src/cuda/gemm.cu;
 // docs/cuda.md keeps the table.
 //
-//   build-dev/bench/int4mm_tune_mma [KxN,...] [variant name part | -part] [group size] [M,M,...]
+//   build-dev/bench/int4mm_tune_mma [KxN,...] [name part|part... | -part] [group size] [M,M,...]
 // (bf16; group 128 and M = 8 .. 4096 by default; other group sizes time gemv_mma only)
 #include <cuda_runtime.h>
 
@@ -116,34 +116,76 @@ Variant wgmma() {
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kSplit != kStreamK};
 }
 
-// gemm_wgmma_ws (the copy warpgroup's kernel): stream-K, whole tiles on a
-// persistent grid (one block per SM), or one block per tile.
-enum class WsGrid { kStreamK, kPersistent, kPerTile };
+// gemm_wgmma_ws (the copy warpgroup's kernel) with kBlocks blocks per SM:
+// stream-K, whole tiles on a persistent grid (one block per slot), one block
+// per tile, or tiles split over clusters (plan_gemm_wgmma_ws's size).
+enum class WsGrid { kStreamK, kPersistent, kPerTile, kCluster };
 
-template <int kTokens, int kStages, WsGrid kGrid>
+template <int kTokens, int kStages, WsGrid kGrid, int kBlocks = 1>
 Variant wgmma_ws() {
   char name[96];
-  std::snprintf(name, sizeof name, "wgmma_ws T%d S%d %s", kTokens, kStages,
-                kGrid == WsGrid::kStreamK ? "streamk" : kGrid == WsGrid::kPersistent ? "persistent" : "pertile");
+  std::snprintf(name, sizeof name, "wgmma_ws T%d S%d B%d %s", kTokens, kStages, kBlocks,
+                kGrid == WsGrid::kStreamK      ? "streamk"
+                : kGrid == WsGrid::kPersistent ? "persistent"
+                : kGrid == WsGrid::kPerTile    ? "pertile"
+                                               : "cluster");
   auto plan = [](const Operands& o) {
-    detail::cuda::WgmmaGrid grid = detail::cuda::plan_gemm_wgmma_ws<T, kGroup, kTokens, kStages>(
-        o.m, o.n, o.k, kGrid == WsGrid::kStreamK ? kStreamK : kDirect, kGrid == WsGrid::kPersistent);
+    const WgmmaSplit split = kGrid == WsGrid::kStreamK ? kStreamK : kGrid == WsGrid::kCluster ? kCluster : kDirect;
+    detail::cuda::WgmmaGrid grid = detail::cuda::plan_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
+        o.m, o.n, o.k, split, kGrid == WsGrid::kPersistent);
     grid.pdl = o.pdl;
     return grid;
   };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
-            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages>(
+            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
                 o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
           },
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kGrid != WsGrid::kStreamK};
 }
 
 // The gemm_wgmma_ws grids of one configuration.
-template <int kTokens, int kStages>
+template <int kTokens, int kStages, int kBlocks = 1>
 std::vector<Variant> wgmma_ws_grids() {
-  return {wgmma_ws<kTokens, kStages, WsGrid::kStreamK>(), wgmma_ws<kTokens, kStages, WsGrid::kPersistent>(),
-          wgmma_ws<kTokens, kStages, WsGrid::kPerTile>()};
+  return {wgmma_ws<kTokens, kStages, WsGrid::kStreamK, kBlocks>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kPersistent, kBlocks>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kPerTile, kBlocks>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kCluster, kBlocks>()};
+}
+
+// gemm_wgmma_ws with every tile split over a cluster of kCluster blocks (any
+// K: the planner's grid stops at K = 8192), where those clusters all fit.
+template <int kTokens, int kStages, int kCluster, int kBlocks>
+Variant wgmma_ws_cluster() {
+  char name[96];
+  std::snprintf(name, sizeof name, "wgmma_ws T%d S%d B%d cluster%d", kTokens, kStages, kBlocks, kCluster);
+  auto plan = [](const Operands& o) {
+    const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
+                          ((int64_t(o.m) + kTokens - 1) / kTokens);
+    return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster, o.pdl};
+  };
+  return {name,
+          [plan](const Operands& o, cudaStream_t s) {
+            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), nullptr, 0, s);
+          },
+          [plan](const Operands& o) { return describe_grid(plan(o)); }, true};
+}
+
+// The library's dispatch (the public path: its grid, its workspace from the
+// stream's memory pool), to compare with the variants it chooses from. It
+// runs alone (filter "dispatch"): nvcc 13 gives each translation unit its
+// own host stub for a kernel template (-static-global-template-stub), while
+// the launchers' per-kernel caches (the shared-memory attribute set once) are
+// inline statics that the linker merges, so the library and this file must
+// not launch the same kernel in one process.
+Variant dispatched() {
+  return {"dispatch", [](const Operands& o, cudaStream_t s) {
+            const Options options{Backend::kCuda, s};
+            const detail::MmArgs args{DType::kBFloat16, o.a, o.k, reinterpret_cast<const uint8_t*>(o.packed),
+                                      o.sz, o.c, o.n, o.m, o.n, o.k, o.group, &options};
+            detail::cuda::mm_with(detail::cuda::MmKernel::kAuto, args);
+          }};
 }
 
 // gemm_wgmma with every tile split over a cluster of kCluster blocks, whether
@@ -294,13 +336,18 @@ std::vector<Variant> classic_variants(int m, int group) {
 // gemm_wgmma_ws's configurations per M (group 128), then the others.
 std::vector<Variant> variants(int m, int group) {
   std::vector<Variant> v = classic_variants(m, group);
+  v.push_back(dispatched());
   auto add = [&](std::vector<Variant> more) { v.insert(v.end(), more.begin(), more.end()); };
   if (group != kGroup || m <= 8) return v;
   if (m <= 16) {
     add(wgmma_ws_grids<16, 12>());
     add(wgmma_ws_grids<16, 24>());
+    add(wgmma_ws_grids<16, 12, 2>());
+    add(wgmma_ws_grids<16, 14, 2>());
+    add({wgmma_ws_cluster<16, 12, 2, 1>(), wgmma_ws_cluster<16, 12, 4, 2>(), wgmma_ws_cluster<16, 12, 2, 2>()});
   } else if (m <= 32) {
     add(wgmma_ws_grids<32, 16>());
+    add(wgmma_ws_grids<32, 10, 2>());
   } else if (m <= 64) {
     add(wgmma_ws_grids<64, 12>());
   } else {
@@ -317,7 +364,19 @@ int main(int argc, char** argv) {
   CHECK(cudaStreamCreate(&stream));
   std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {8192, 8192},
                                              {8192, 28672}, {28672, 8192}};
-  const char* filter = argc > 2 && argv[2][0] != '\0' ? argv[2] : nullptr;  // variant name part; "-part": all others
+  // Variant name parts separated by '|' (any of them); "-part": all others.
+  const char* filter = argc > 2 && argv[2][0] != '\0' ? argv[2] : nullptr;
+  auto selected = [filter](const std::string& name) {
+    if (filter == nullptr) return true;
+    const bool exclude = filter[0] == '-';
+    const std::string parts = filter + (exclude ? 1 : 0);
+    bool found = false;
+    for (size_t begin = 0, end; begin <= parts.size() && !found; begin = end + 1) {
+      end = std::min(parts.find('|', begin), parts.size());
+      found = name.find(parts.substr(begin, end - begin)) != std::string::npos;
+    }
+    return found != exclude;
+  };
   const int group = argc > 3 ? std::atoi(argv[3]) : kGroup;
   if (group != 32 && group != 64 && group != 128 && group != 256) {
     std::fprintf(stderr, "group size must be 32, 64, 128 or 256, got %s\n", argv[3]);
@@ -382,7 +441,7 @@ int main(int argc, char** argv) {
       }
       for (const auto& [v, pdl] : runs) {
         const std::string name = v.name + (pdl ? " pdl" : "");
-        if (filter != nullptr && (filter[0] == '-') == (name.find(filter + (filter[0] == '-')) != std::string::npos)) {
+        if (!selected(name) || (name == "dispatch") != (filter != nullptr && std::string(filter) == "dispatch")) {
           continue;
         }
         auto operands = [&, pdl = pdl](int copy) {

@@ -72,12 +72,14 @@ void with_wgmma_config(int tokens, WgmmaSplit split, bool lone, F&& f) {
 // as fit beside the C staging, 8 at 128 rows and 5 at 256 (v13 workbench:
 // 256 rows 1.03-1.23x faster than 128 at M = 1024-4096 on the four shapes
 // measured).
-// Calls f(rows, stages) with the configuration as integral constants.
+// Calls f(rows, stages, blocks per SM) with the configuration as integral
+// constants.
 template <typename F>
 void with_wgmma_ws_config(int tokens, F&& f) {
   using std::integral_constant;
-  tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{})
-                : f(integral_constant<int, 256>{}, integral_constant<int, 5>{});
+  using One = integral_constant<int, 1>;
+  tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{}, One{})
+                : f(integral_constant<int, 256>{}, integral_constant<int, 5>{}, One{});
 }
 
 // Calls f(T{}, std::integral_constant<int, kGroup>{}) for a 16-bit dtype (not
@@ -147,15 +149,20 @@ struct WgmmaCall {
   WgmmaGrid grid;
 };
 
-// Whether a call of 128 or 256 rows without clusters takes gemm_wgmma_ws
-// (INT4MM_WS=0: gemm_wgmma, for A/B runs). On an H100 (docs/cuda.md, v13,
-// bf16, the means of two runs on one machine): 1.04-1.10x faster at M =
-// 1024-4096 on the six bench shapes, 1.02-1.09x at M = 512, 1.06-1.23x at
-// M = 128-256 on the four with N or K >= 14336; at 16 rows it ran
-// 1.02-1.24x slower than the dispatched kernels (not taken).
+// Whether a call of 128 or 256 rows takes gemm_wgmma_ws (INT4MM_WS=0:
+// gemm_wgmma, for A/B runs; INT4MM_WS_CLUSTER=0: gemm_wgmma where tiles split
+// over clusters). On an H100 (docs/cuda.md, v13, bf16, the means of two runs
+// on one machine): 1.04-1.10x faster at M = 1024-4096 on the six bench
+// shapes, 1.02-1.09x at M = 512, 1.06-1.23x at M = 128-256 on the four with
+// N or K >= 14336; in clusters (v14, two runs each, bf16 and fp16): 4096 x 4096
+// at M = 256 1.14-1.15x, 8192 x 8192 at M = 128 1.16-1.17x, M = 256 1.05-1.22x.
+// At 16 rows it ran 1.02-1.24x slower than the dispatched kernels (v13), and
+// with two blocks per SM at most 1.04x faster, on shapes that meet their
+// targets (v14): not taken.
 bool takes_wgmma_ws(const MmArgs& args, int tokens, WgmmaSplit split) {
   static const bool enabled = switched_on("INT4MM_WS");
-  return enabled && tokens > 64 && split != WgmmaSplit::kCluster &&
+  static const bool clusters = switched_on("INT4MM_WS_CLUSTER");
+  return enabled && tokens > 64 && (split != WgmmaSplit::kCluster || clusters) &&
          wgmma_ws_supports(args.a, args.lda, args.packed, args.sz, int(args.n));
 }
 
@@ -168,22 +175,24 @@ bool ws_persistent() {
 }
 
 WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
-  WgmmaGrid grid = plan_config(args, tokens, split, false);
-  if (split == WgmmaSplit::kCluster && grid.cluster == 1) {
-    split = WgmmaSplit::kStreamK;
-    grid = plan_config(args, tokens, split, false);
-  }
   if (takes_wgmma_ws(args, tokens, split)) {
     const bool persistent = ws_persistent();
+    WgmmaGrid grid;
     dispatch_half_types(args, [&](auto tag, auto group) {
-      with_wgmma_ws_config(tokens, [&](auto rows, auto stages) {
+      with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
         grid = plan_gemm_wgmma_ws<decltype(tag), decltype(group)::value, decltype(rows)::value,
-                                  decltype(stages)::value>(int(args.m), int(args.n), int(args.k), split, persistent);
+                                  decltype(stages)::value, decltype(blocks)::value>(int(args.m), int(args.n),
+                                                                                    int(args.k), split, persistent);
       });
     });
     grid.copy_warps = true;
     grid.stage_steps = 1;
-    return {split, false, grid};
+    return {split == WgmmaSplit::kCluster && grid.cluster == 1 ? WgmmaSplit::kStreamK : split, false, grid};
+  }
+  WgmmaGrid grid = plan_config(args, tokens, split, false);
+  if (split == WgmmaSplit::kCluster && grid.cluster == 1) {
+    split = WgmmaSplit::kStreamK;
+    grid = plan_config(args, tokens, split, false);
   }
   if (tokens <= 16 && split != WgmmaSplit::kStreamK && grid.blocks <= sm_count()) {
     const WgmmaGrid lone = plan_config(args, tokens, split, true);
@@ -203,8 +212,9 @@ void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
   dispatch_half_types(args, [&](auto tag, auto group) {
     using T = decltype(tag);
     if (call.grid.copy_warps) {
-      with_wgmma_ws_config(tokens, [&](auto rows, auto stages) {
-        launch_gemm_wgmma_ws<T, decltype(group)::value, decltype(rows)::value, decltype(stages)::value>(
+      with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
+        launch_gemm_wgmma_ws<T, decltype(group)::value, decltype(rows)::value, decltype(stages)::value,
+                             decltype(blocks)::value>(
             static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
             static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), call.grid, nullptr, 0,
             stream_of(*args.options));

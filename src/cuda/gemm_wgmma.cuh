@@ -90,6 +90,8 @@ namespace int4mm::detail::cuda {
 
 // Weight rows per gemm_wgmma block: 2 warpgroups x 64 (8 tiles, one per warp).
 constexpr int kWgmmaRowsN = 128;
+// Blocks per cluster at most (the portable cluster size).
+constexpr int kWgmmaMaxCluster = 8;
 
 // Block geometry and shared-memory plan of one gemm_wgmma configuration.
 template <int kTokens_, int kStages_, int kGroupSize_, int kSub_>
@@ -326,6 +328,48 @@ __device__ __forceinline__ void wgmma_store_c(const float (&acc)[kAcc], T* stage
   }
 }
 
+// A tile split over the blocks of a cluster (their K ranges, v10): each
+// leaves its part in its shared memory at `part` (float32 [token][row],
+// Plan::kPartStride apart; the caller has synced its MMA threads so that
+// the memory is free), then adds up its share of the tile's tokens over every
+// block's part (the cluster's distributed shared memory), in rank order (the
+// same sums whichever block adds them), and writes those rows of C. Two
+// cluster barriers, which every thread of the block that has not exited must
+// reach (the 256 MMA threads run this; other warps call cluster.sync() twice).
+template <typename T, typename Plan, int kAcc>
+__device__ __forceinline__ void wgmma_cluster_store(const float (&acc)[kAcc], float* part, T* c, int64_t ldc,
+                                                    int m0, int row0, int m, int n, bool vector_c, int tid) {
+  namespace cg = cooperative_groups;
+  constexpr int kThreads = 256;
+  constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks of C per token row
+  const cg::cluster_group cluster = cg::this_cluster();
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) part[wgmma_acc_token(tid, i) * Plan::kPartStride + wgmma_acc_row(tid, i)] = acc[i];
+  cluster.sync();  // every block's part is written and visible
+  const int ranks = int(cluster.num_blocks()), rank = int(cluster.block_rank());
+  constexpr int kTokens = Plan::kTokens;
+  const int valid = std::min(kTokens, m - m0);
+  const int first = rank * valid / ranks, count = (rank + 1) * valid / ranks - first;
+  for (int idx = tid; idx < count * kChunks; idx += kThreads) {
+    const int token = first + idx / kChunks, chunk = idx % kChunks;
+    const int row = row0 + chunk * 8;
+    if (row >= n) continue;
+    float* const mine = part + token * Plan::kPartStride + chunk * 8;
+    float sum[8] = {};
+    for (int q = 0; q < ranks; ++q) {
+      const float4* const theirs = reinterpret_cast<const float4*>(cluster.map_shared_rank(mine, q));
+      const float4 lo = theirs[0], hi = theirs[1];
+      sum[0] += lo.x, sum[1] += lo.y, sum[2] += lo.z, sum[3] += lo.w;
+      sum[4] += hi.x, sum[5] += hi.y, sum[6] += hi.z, sum[7] += hi.w;
+    }
+    alignas(16) T out[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) out[e] = from_float<T>(sum[e]);
+    store_8(c + int64_t(m0 + token) * ldc + row, out, n - row, vector_c);
+  }
+  cluster.sync();  // no block leaves while another reads its shared memory
+}
+
 template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
           int kTokens,     // activation rows per block (wgmma N)
@@ -490,45 +534,10 @@ __global__ void __launch_bounds__(256, wgmma_min_blocks(kTokens))
     // wait for this grid to finish): its launch overlaps this epilogue.
     grid_dependents_launch();
 
-    auto acc_row = [&](int i) { return wgmma_acc_row(tid, i); };
-    auto acc_token = [&](int i) { return wgmma_acc_token(tid, i); };
-    constexpr int kChunks = Plan::kRowsN / 8;  // 16-byte chunks of C per token row
-
     if (cluster_split) {
-      // The cluster's blocks hold parts of this tile (their K ranges): each
-      // leaves its part in its shared memory, float32 [token][row], then adds
-      // up its share of the tile's tokens over every block's part (the
-      // cluster's distributed shared memory), in rank order (the same sums
-      // whichever block adds them), and writes those rows of C.
-      namespace cg = cooperative_groups;
-      const cg::cluster_group cluster = cg::this_cluster();
-      float* const part = reinterpret_cast<float*>(smem_ptr);
       __syncthreads();  // every warp's last reads of the stages are done
-#pragma unroll
-      for (int i = 0; i < kAcc; ++i) part[acc_token(i) * Plan::kPartStride + acc_row(i)] = acc[i];
-      cluster.sync();  // every block's part is written and visible
-      const int ranks = int(cluster.num_blocks()), rank = int(cluster.block_rank());
-      const int valid = std::min(kTokens, m - m0);
-      const int first = rank * valid / ranks, count = (rank + 1) * valid / ranks - first;
-      for (int idx = tid; idx < count * kChunks; idx += kThreads) {
-        const int token = first + idx / kChunks, chunk = idx % kChunks;
-        const int row = row0 + chunk * 8;
-        if (row >= n) continue;
-        float* const mine = part + token * Plan::kPartStride + chunk * 8;
-        float sum[8] = {};
-        for (int q = 0; q < ranks; ++q) {
-          const float4* const theirs = reinterpret_cast<const float4*>(cluster.map_shared_rank(mine, q));
-          const float4 lo = theirs[0], hi = theirs[1];
-          sum[0] += lo.x, sum[1] += lo.y, sum[2] += lo.z, sum[3] += lo.w;
-          sum[4] += hi.x, sum[5] += hi.y, sum[6] += hi.z, sum[7] += hi.w;
-        }
-        alignas(16) T out[8];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) out[e] = from_float<T>(sum[e]);
-        store_8(c + int64_t(m0 + token) * ldc + row, out, n - row, vector_c);
-      }
-      cluster.sync();  // no block leaves while another reads its shared memory
-      continue;        // (the block's only segment)
+      wgmma_cluster_store<T, Plan>(acc, reinterpret_cast<float*>(smem_ptr), c, ldc, m0, row0, m, n, vector_c, tid);
+      continue;  // (the block's only segment)
     }
 
     // A tile split over blocks: each adds up in the last of them to arrive.
@@ -560,6 +569,16 @@ inline WgmmaGrid wgmma_stream_k_grid(int64_t tiles, int64_t steps, int64_t slots
   }
   grid = std::max<int64_t>(1, std::min<int64_t>(grid, (tiles - dp_tiles) * steps / 2 + (dp_tiles > 0 ? grid : 0)));
   return WgmmaGrid{grid, dp_tiles, 1};
+}
+
+// The cluster size of a kCluster grid (plan_gemm_wgmma's comment): as few
+// blocks per tile as put one on >= 70% of `cover` (SMs, or block slots), at
+// least 2, at most 8; 0 where K > 8192, a block would keep fewer than 2
+// steps, or the blocks would not fit `slots` at once.
+inline int wgmma_cluster_size(int64_t tiles, int64_t steps, int64_t cover, int64_t slots) {
+  constexpr int64_t kMaxSteps = 128;  // K <= 8192
+  const int64_t size = std::max<int64_t>(2, (7 * cover + 10 * tiles - 1) / (10 * tiles));
+  return steps <= kMaxSteps && size <= kWgmmaMaxCluster && size * tiles <= slots && steps >= 2 * size ? int(size) : 0;
 }
 
 // Host side: the grid of one gemm_wgmma call (WgmmaSplit, cuda_internal.h).
@@ -599,10 +618,9 @@ WgmmaGrid plan_gemm_wgmma(int m, int n, int k, WgmmaSplit split) {
   const int blocks_per_sm = resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);
   const int64_t sms = sm_count();
   const int64_t slots = sms * blocks_per_sm;
-  constexpr int kMaxCluster = 8;  // the portable cluster size
 
   static std::atomic<int> padded[kMaxCachedDevices] = {};
-  static std::atomic<int> lone_clusters[kMaxCluster + 1][kMaxCachedDevices] = {};
+  static std::atomic<int> lone_clusters[kWgmmaMaxCluster + 1][kMaxCachedDevices] = {};
   auto with_pdl = [&](WgmmaGrid grid) {
     if (grid.blocks > slots) return grid;
     grid.pdl = true;
@@ -616,13 +634,11 @@ WgmmaGrid plan_gemm_wgmma(int m, int n, int k, WgmmaSplit split) {
     return grid;
   };
   if (split == WgmmaSplit::kNone) return with_pdl(WgmmaGrid{tiles, tiles, 1});
-  constexpr int64_t kMaxSteps = 128;  // K <= 8192
-  const int64_t size = std::max<int64_t>(2, (7 * sms + 10 * tiles - 1) / (10 * tiles));
-  if (split == WgmmaSplit::kCluster && steps <= kMaxSteps && size <= kMaxCluster && size * tiles <= slots &&
-      steps >= 2 * size) {
-    static std::atomic<int> clusters[kMaxCluster + 1][kMaxCachedDevices] = {};
-    if (resident_clusters(clusters[size], kernel, Plan::kThreads, Plan::kSmemBytes, int(size)) >= tiles) {
-      return with_pdl(WgmmaGrid{size * tiles, 0, int(size)});
+  const int size = wgmma_cluster_size(tiles, steps, sms, slots);
+  if (split == WgmmaSplit::kCluster && size > 0) {
+    static std::atomic<int> clusters[kWgmmaMaxCluster + 1][kMaxCachedDevices] = {};
+    if (resident_clusters(clusters[size], kernel, Plan::kThreads, Plan::kSmemBytes, size) >= tiles) {
+      return with_pdl(WgmmaGrid{size * tiles, 0, size});
     }
   }
   return wgmma_stream_k_grid(tiles, steps, slots);

@@ -30,15 +30,21 @@
 // copy warpgroup 40). With one copy warp (288 threads, 224 a thread) ptxas
 // serialized the wgmmas (C7512) at 256 rows.
 //
-// Same work split (whole tiles, and stream-K for the last partial wave:
-// WgmmaWork), tile order, numerics and epilogue as gemm_wgmma; no cluster
-// split (dispatch takes gemm_wgmma there). Whole-tile grids are persistent
-// (one block per SM, each taking every SMs-th tile) unless asked otherwise.
+// Same work split (whole tiles, stream-K for the last partial wave, or each
+// tile split over the blocks of a cluster: WgmmaWork), tile order, numerics
+// and epilogue as gemm_wgmma. Whole-tile grids are persistent (one block per
+// SM, each taking every SMs-th tile) unless asked otherwise. A cluster's
+// blocks run one segment each, so their parts meet in the ring's memory
+// (wgmma_cluster_store), and the copy warps, done early, wait at the two
+// cluster barriers with them.
 //
-// Measured on an H100 (docs/cuda.md, v13): 1.04-1.10x faster than
+// Measured on an H100 (docs/cuda.md, v13, v14): 1.04-1.10x faster than
 // gemm_wgmma at M = 1024-4096, up to 1.23x at M = 128 on the largest
-// shapes; at 16 rows (a configuration the workbench keeps) slower than
-// gemm_wgmma and gemv_mma, so dispatch takes it at 128 and 256 rows only.
+// shapes, 1.05-1.22x in clusters at M = 128-256. At 16 and 32 rows
+// (configurations the workbench keeps: one block per SM, or two with 96
+// registers a thread, kBlocks) at best 1.04x faster than gemm_wgmma and
+// gemv_mma, on shapes that meet their targets without it, so dispatch takes
+// it at 128 and 256 rows only.
 //
 // Limitations (beyond gemm_wgmma's, checked by wgmma_ws_supports): the
 // tensor maps need A, the packed weights and scales_and_zeros 16-byte
@@ -50,18 +56,21 @@
 
 namespace int4mm::detail::cuda {
 
-template <int kTokens_, int kStages_, int kGroupSize>
+template <int kTokens_, int kStages_, int kGroupSize, int kBlocks_>
 struct WgmmaWsPlan {
   using Step = WgmmaPlan<kTokens_, 4, kGroupSize, 1>;  // one step's layout and C staging (its stage count unused)
   static constexpr int kTokens = kTokens_;
   static constexpr int kStages = kStages_;
+  static constexpr int kBlocks = kBlocks_;  // blocks per SM: 1, or 2 up to 32 rows
   static constexpr int kThreads = 384;     // 2 MMA warpgroups and the copy warpgroup
   static constexpr int kMmaThreads = 256;
   // Registers per thread after the roles part (setmaxnreg): the copy
-  // warpgroup gives its share to the MMA warpgroups, 256 x 232 + 128 x 40 =
-  // 64512 of the SM's 65536.
-  static constexpr int kMmaRegisters = 232;
+  // warpgroup gives its share to the MMA warpgroups, within the block's
+  // launch allocation (384 x 168 = 64512 registers at one block per SM,
+  // 384 x 80 at two): 256 x 232 + 128 x 40, or 256 x 96 + 128 x 40.
+  static constexpr int kMmaRegisters = kBlocks == 1 ? 232 : 96;
   static constexpr int kCopyRegisters = 40;
+  static_assert(kBlocks == 1 || (kBlocks == 2 && kTokens <= 32), "two blocks per SM hold 96 registers a thread");
   static constexpr int kStepBytes = Step::kStepBytes;
   static constexpr int kCopyBytes = Step::kABytes + Step::kWBytes + Step::kSzBytes;  // a step's three boxes
   static constexpr int kOutTokens = kTokens < 128 ? kTokens : 128;                    // C staged in parts
@@ -70,13 +79,15 @@ struct WgmmaWsPlan {
   // at the first 1024-aligned shared address.
   static constexpr int kSmemBytes = kStages * kStepBytes + kOutBytes + 2 * kStages * 8 + 1024;
   static_assert(kOutBytes % 16 == 0, "barriers 8-byte aligned");
+  static_assert(kStages * kStepBytes >= Step::kPartBytes, "a cluster's float32 part fits the ring");
 };
 
 template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
           int kTokens,     // activation rows per block (wgmma N): 16..256, dispatched at 128 and 256
-          int kStages>     // one-step stages in the ring
-__global__ void __launch_bounds__(384, 1)
+          int kStages,     // one-step stages in the ring
+          int kBlocks>     // blocks per SM (registers: WgmmaWsPlan)
+__global__ void __launch_bounds__(384, kBlocks)
     gemm_wgmma_ws_kernel(const __grid_constant__ CUtensorMap a_map,   // A [m, k] (launch_gemm_wgmma_ws)
                          const __grid_constant__ CUtensorMap w_map,   // packed, uint32 [tiles][steps x 128]
                          const __grid_constant__ CUtensorMap sz_map,  // scales_and_zeros, uint32 [groups][n]
@@ -84,9 +95,10 @@ __global__ void __launch_bounds__(384, 1)
                          int64_t ldc,
                          int* __restrict__ arrivals,      // [tiles], zeroed (stream-K grids only)
                          float4* __restrict__ partials,   // [grid][2][kTokens / 8][256] (likewise)
-                         int m, int n, int k, int64_t dp_tiles, bool vector_c) {
+                         int m, int n, int k, int64_t dp_tiles, bool vector_c,
+                         bool cluster_split) {  // the blocks of a split tile are a cluster
 #if defined(INT4MM_WGMMA)
-  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize>;
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
   using Step = typename Plan::Step;
   constexpr int kStepBytes = Plan::kStepBytes;
   constexpr int kAcc = kTokens / 2;  // float32 accumulators per MMA thread
@@ -139,6 +151,11 @@ __global__ void __launch_bounds__(384, 1)
         }
       }
     }
+    if (cluster_split) {  // the MMA warps' two cluster barriers (wgmma_cluster_store)
+      namespace cg = cooperative_groups;
+      cg::this_cluster().sync();
+      cg::this_cluster().sync();
+    }
     return;
   }
 
@@ -181,6 +198,14 @@ __global__ void __launch_bounds__(384, 1)
     // grid to finish): its launch overlaps this epilogue.
     grid_dependents_launch();
 
+    if (cluster_split) {
+      // The ring is free: the copy thread's only segment was this one, and
+      // every MMA warp is past the wgmmas that read its last stage.
+      sync();
+      wgmma_cluster_store<T, Step>(acc, reinterpret_cast<float*>(smem_ptr), c, ldc, tile.m0,
+                                   tile.nb * kWgmmaRowsN, m, n, vector_c, tid);
+      continue;  // (the block's only segment)
+    }
     if (s_end - s_begin < steps) {
       __shared__ bool finisher;
       if (!wgmma_fixup(acc, work, pair, arrivals, partials, tid, finisher, sync)) continue;
@@ -198,30 +223,46 @@ inline bool wgmma_ws_supports(const void* a, int64_t lda, const void* packed, co
   return aligned(a) && lda % 8 == 0 && aligned(packed) && aligned(sz) && n % 4 == 0;
 }
 
-// Host side: the grid of one gemm_wgmma_ws call (one block per SM), kNone:
-// whole tiles, one block per SM taking every SMs-th tile where `persistent`
-// (its copy thread fetches a block's next tile while its MMA warps write
-// the last), else one block per tile; kStreamK: wgmma_stream_k_grid.
-template <typename T, int kGroupSize, int kTokens, int kStages>
+// Host side: the grid of one gemm_wgmma_ws call on its kBlocks block slots
+// per SM. kNone: whole tiles, one block per slot taking every slots-th tile
+// where `persistent` (its copy thread fetches a block's next tile while its
+// MMA warps write the last), else one block per tile; kCluster: each tile
+// split over a cluster as plan_gemm_wgmma splits it (the size for the slots,
+// wgmma_cluster_size) where those clusters fit at once, else kStreamK:
+// wgmma_stream_k_grid. PDL for one wave without a workspace where the next
+// call's blocks cannot double up on SMs that this call leaves partly free
+// (one block per SM, or every slot taken: plan_gemm_wgmma's comment).
+template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks>
 WgmmaGrid plan_gemm_wgmma_ws(int m, int n, int k, WgmmaSplit split, bool persistent) {
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
   const int64_t tiles = (int64_t(n) + kWgmmaRowsN - 1) / kWgmmaRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const int64_t steps = (int64_t(k) + 63) / 64;
   if (tiles * steps == 0) return WgmmaGrid{0, 0, 1};
-  const int64_t sms = sm_count();
-  WgmmaGrid grid = split == WgmmaSplit::kStreamK ? wgmma_stream_k_grid(tiles, steps, sms)
-                                                 : WgmmaGrid{persistent ? std::min(tiles, sms) : tiles, tiles, 1};
-  grid.pdl = grid.dp_tiles == tiles && grid.blocks <= sms;  // one wave without a workspace
+  const int64_t sms = sm_count(), slots = sms * kBlocks;
+  WgmmaGrid grid{persistent ? std::min(tiles, slots) : tiles, tiles, 1};
+  if (split != WgmmaSplit::kNone) grid = wgmma_stream_k_grid(tiles, steps, slots);
+  const int size = wgmma_cluster_size(tiles, steps, slots, slots);
+  if (split == WgmmaSplit::kCluster && size > 0) {
+    auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks>;
+    static std::atomic<int> occupancy[kMaxCachedDevices] = {};
+    static std::atomic<int> clusters[kWgmmaMaxCluster + 1][kMaxCachedDevices] = {};
+    resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);  // allows its shared memory
+    if (resident_clusters(clusters[size], kernel, Plan::kThreads, Plan::kSmemBytes, size) >= tiles) {
+      grid = WgmmaGrid{size * tiles, 0, size};
+    }
+  }
+  grid.pdl = (grid.dp_tiles == tiles || grid.cluster > 1) && (grid.blocks <= sms ? kBlocks == 1 : grid.blocks == slots);
   return grid;
 }
 
 // Host side: one gemm_wgmma_ws call on `grid` (plan_gemm_wgmma_ws's, or any
 // grid of its kinds); the workspace as launch_gemm_wgmma's.
-template <typename T, int kGroupSize, int kTokens, int kStages>
+template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks>
 void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc, int m, int n,
                           int k, const WgmmaGrid& grid, void* workspace, size_t workspace_bytes,
                           cudaStream_t stream) {
-  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize>;
-  auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages>;
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
+  auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks>;
   if (grid.blocks == 0) return;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
   static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
@@ -234,13 +275,14 @@ void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* 
   const CUtensorMap sz_map =
       make_tensor_map_2d(sz, 4, n, k / kGroupSize, int64_t(n) * 4, kWgmmaRowsN, Plan::Step::kSzGroups, false);
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
-  const bool no_workspace = grid.dp_tiles == tiles;
+  const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
   const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
   with_wgmma_workspace<kTokens>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
                                 [&](int* arrivals, float4* partials) {
                                   launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes,
-                                                stream, pdl, 1u, "gemm_wgmma_ws_kernel", a_map, w_map, sz_map, c,
-                                                ldc, arrivals, partials, m, n, k, grid.dp_tiles, vector_c);
+                                                stream, pdl, unsigned(grid.cluster), "gemm_wgmma_ws_kernel", a_map,
+                                                w_map, sz_map, c, ldc, arrivals, partials, m, n, k, grid.dp_tiles,
+                                                vector_c, grid.cluster > 1);
                                 });
 }
 

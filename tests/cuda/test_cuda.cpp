@@ -418,7 +418,8 @@ INSTANTIATE_TEST_SUITE_P(
 // The cluster split is taken where the tests above expect it (so that they
 // test it): on an H100 SXM (132 SMs), 4000 x 640 at 70 rows of 128 per block
 // is 32 tiles, so each tile is split over a cluster of 3 blocks (the fewest
-// that put a block on >= 70% of the SMs; 10 steps of K: 3, 3 and 4).
+// that put a block on >= 70% of the SMs; 10 steps of K: 3, 3 and 4), in
+// gemm_wgmma_ws at 128 rows and in gemm_wgmma at 64.
 TEST(CudaKernels, WgmmaClusterSplitTaken) {
   SKIP_WITHOUT_GPU();
   Problem p = make_problem(70, 4000, 640, 128, DType::kBFloat16, 7);
@@ -433,12 +434,14 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   EXPECT_EQ(grid.blocks, 96);
   EXPECT_EQ(grid.dp_tiles, 0);
   EXPECT_EQ(grid.cluster, 3);
+  EXPECT_TRUE(grid.copy_warps);
   EXPECT_TRUE(grid.pdl);     // one wave, one block fills an SM at 128 rows ...
   EXPECT_FALSE(grid.alone);  // ... without padding
   // At 64 rows two blocks fit an SM: 64 tiles in pairs, padded to one per SM.
   const detail::cuda::WgmmaGrid pairs = detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kCluster);
   EXPECT_EQ(pairs.blocks, 128);
   EXPECT_EQ(pairs.cluster, 2);
+  EXPECT_FALSE(pairs.copy_warps);
   EXPECT_TRUE(pairs.pdl);
   EXPECT_TRUE(pairs.alone);
   const detail::cuda::WgmmaGrid stream_k = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kStreamK);
@@ -446,10 +449,10 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   EXPECT_FALSE(stream_k.pdl);  // its workspace is zeroed between calls
 }
 
-// At 128 and 256 rows, grids without clusters run gemm_wgmma_ws (its copies
-// in a warpgroup of their own, by TMA) where the operands allow its tensor
-// maps (N % 4 == 0, 16-byte aligned), so that the WgmmaConfigs cases test it
-// there and gemm_wgmma beside it (N = 1030, clusters, 64 rows and fewer).
+// At 128 and 256 rows, every grid runs gemm_wgmma_ws (its copies in a
+// warpgroup of their own, by TMA) where the operands allow its tensor maps
+// (N % 4 == 0, 16-byte aligned), so that the WgmmaConfigs cases test it
+// there and gemm_wgmma beside it (N = 1030, 64 rows and fewer).
 TEST(CudaKernels, WgmmaCopyWarpsTaken) {
   SKIP_WITHOUT_GPU();
   for (const int64_t n : {4000, 1030}) {
@@ -462,15 +465,13 @@ TEST(CudaKernels, WgmmaCopyWarpsTaken) {
     }
     SCOPED_TRACE(detail::concat("N = ", n));
     for (const int tokens : {128, 256}) {
-      for (const WgmmaSplit split : {WgmmaSplit::kNone, WgmmaSplit::kStreamK}) {
+      for (const WgmmaSplit split : {WgmmaSplit::kNone, WgmmaSplit::kStreamK, WgmmaSplit::kCluster}) {
         const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, tokens, split);
         EXPECT_EQ(grid.copy_warps, n % 4 == 0) << tokens << " rows, split " << int(split);
         EXPECT_EQ(grid.stage_steps, 1);
       }
     }
     EXPECT_FALSE(detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kNone).copy_warps);
-    const detail::cuda::WgmmaGrid clusters = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kCluster);
-    EXPECT_EQ(clusters.copy_warps, clusters.cluster == 1 && n % 4 == 0);
   }
 }
 
@@ -510,11 +511,11 @@ TEST(CudaKernels, WgmmaLoneBlocksTakeLongStages) {
 // with PDL where the grid qualifies: the same bits as with the device
 // synchronized between calls. Grids: one block per tile with stages of 4
 // steps (16 rows), one block per tile padded to one per SM (64 rows), one
-// block per tile (128 and 256 rows: gemm_wgmma_ws), clusters of 3 padded
-// (64 rows).
+// block per tile (128 and 256 rows: gemm_wgmma_ws), pairs padded (64 rows),
+// clusters of 4 in gemm_wgmma_ws (128 rows; on an H100 SXM, 24 tiles).
 TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
-  const int64_t m = 70, n = 2048;  // N = K: C is the next call's A
+  const int64_t m = 70, n = 3072;  // N = K: C is the next call's A
   Problem p = make_problem(m, n, n, 128, DType::kBFloat16, 11);
   GpuProblem gpu(p, n);
   cudaStream_t stream;
@@ -533,7 +534,7 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   const size_t bytes = size_t(m * n) * 2;
   for (const auto& config : {std::pair{16, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kNone},
                              std::pair{128, WgmmaSplit::kNone}, std::pair{256, WgmmaSplit::kNone},
-                             std::pair{64, WgmmaSplit::kCluster}}) {
+                             std::pair{64, WgmmaSplit::kCluster}, std::pair{128, WgmmaSplit::kCluster}}) {
     const int tokens = config.first;
     const WgmmaSplit split = config.second;
     SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));

@@ -116,6 +116,15 @@ Variant wgmma() {
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kSplit != kStreamK};
 }
 
+// The grid of every tile of kTokens rows split over a cluster of kCluster
+// blocks (the workbench's forced cluster sizes).
+template <int kTokens, int kCluster>
+detail::cuda::WgmmaGrid forced_clusters(const Operands& o) {
+  const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
+                        ((int64_t(o.m) + kTokens - 1) / kTokens);
+  return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster, o.pdl};
+}
+
 // gemm_wgmma_ws (the copy warpgroup's kernel) with kBlocks blocks per SM:
 // stream-K, whole tiles on a persistent grid (one block per slot), one block
 // per tile, or tiles split over clusters (plan_gemm_wgmma_ws's size).
@@ -154,16 +163,13 @@ std::vector<Variant> wgmma_ws_grids() {
 }
 
 // gemm_wgmma_ws with every tile split over a cluster of kCluster blocks (any
-// K: the planner's grid stops at K = 8192), where those clusters all fit.
+// K: the planner's grid stops at K = 8192), whether or not those clusters
+// fit the GPU at once.
 template <int kTokens, int kStages, int kCluster, int kBlocks>
 Variant wgmma_ws_cluster() {
   char name[96];
   std::snprintf(name, sizeof name, "wgmma_ws T%d S%d B%d cluster%d", kTokens, kStages, kBlocks, kCluster);
-  auto plan = [](const Operands& o) {
-    const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
-                          ((int64_t(o.m) + kTokens - 1) / kTokens);
-    return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster, o.pdl};
-  };
+  auto plan = [](const Operands& o) { return forced_clusters<kTokens, kCluster>(o); };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
@@ -194,11 +200,7 @@ template <int kTokens, int kStages, int kCluster, int kSub = 1>
 Variant wgmma_cluster() {
   char name[96];
   std::snprintf(name, sizeof name, "wgmma T%d S%d U%d cluster%d", kTokens, kStages, kSub, kCluster);
-  auto plan = [](const Operands& o) {
-    const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
-                          ((int64_t(o.m) + kTokens - 1) / kTokens);
-    return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster, o.pdl};
-  };
+  auto plan = [](const Operands& o) { return forced_clusters<kTokens, kCluster>(o); };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(

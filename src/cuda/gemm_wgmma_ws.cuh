@@ -152,9 +152,10 @@ __global__ void __launch_bounds__(384, kBlocks)
       }
     }
     if (cluster_split) {  // the MMA warps' two cluster barriers (wgmma_cluster_store)
-      namespace cg = cooperative_groups;
-      cg::this_cluster().sync();
-      cg::this_cluster().sync();
+      for (int barrier = 0; barrier < 2; ++barrier) {
+        cluster_arrive_relaxed();
+        cluster_wait();
+      }
     }
     return;
   }

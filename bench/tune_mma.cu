@@ -219,6 +219,29 @@ Variant wgmma_cluster() {
           true};
 }
 
+// gemm_wgmma with every tile split evenly over kSplits blocks that meet in
+// the workspace (stream-K's fixup), whether or not they fit at once; where
+// kAlone, one block per SM (shared memory padded).
+template <int kTokens, int kStages, int kSplits, bool kAlone, int kSub = 1>
+Variant wgmma_split() {
+  char name[96];
+  std::snprintf(name, sizeof name, "wgmma T%d S%d U%d split%d%s", kTokens, kStages, kSub, kSplits,
+                kAlone ? " alone" : "");
+  auto plan = [](const Operands& o) {
+    const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
+                          ((int64_t(o.m) + kTokens - 1) / kTokens);
+    detail::cuda::WgmmaGrid grid{kSplits * tiles, 0, 1};
+    grid.alone = kAlone;
+    return grid;
+  };
+  return {name,
+          [plan](const Operands& o, cudaStream_t s) {
+            detail::cuda::launch_gemm_wgmma<T, kGroup, kTokens, kStages, kSub>(
+                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
+          },
+          [plan](const Operands& o) { return describe_grid(plan(o)); }};
+}
+
 // dequantize + cuBLAS with a chunk size (0: the default).
 Variant dequant(int64_t chunk_rows) {
   char name[96];
@@ -302,7 +325,9 @@ std::vector<Variant> classic_variants(int m, int group) {
                       wgmma_cluster<16, 8, 4, 2>(), wgmma<16, 4, kDirect, 4>(), wgmma<16, 3, kDirect, 4>(),
                       wgmma<16, 4, kStreamK, 4>(), wgmma<16, 3, kStreamK, 4>(), wgmma<16, 4, kCluster, 4>(),
                       wgmma<16, 3, kCluster, 4>(), wgmma<16, 5, kDirect, 4>(), wgmma<16, 6, kDirect, 4>(),
-                      wgmma<16, 5, kCluster, 4>(), wgmma<16, 6, kCluster, 4>()}) {
+                      wgmma<16, 5, kCluster, 4>(), wgmma<16, 6, kCluster, 4>(), wgmma_split<16, 4, 2, true, 4>(),
+                      wgmma_split<16, 4, 2, true, 2>(), wgmma_split<16, 6, 2, true, 2>(),
+                      wgmma_split<16, 4, 4, true, 4>(), wgmma_split<16, 4, 4, false, 2>()}) {
       v.push_back(w);
     }
     return v;
@@ -313,12 +338,14 @@ std::vector<Variant> classic_variants(int m, int group) {
             wgmma_cluster<32, 4, 2, 2>(),        wgmma_cluster<32, 4, 3, 2>(), wgmma_cluster<32, 4, 4, 2>(),
             wgmma_cluster<32, 4, 8, 2>(),        wgmma_cluster<32, 6, 2, 2>(), wgmma_cluster<32, 6, 4, 2>(),
             wgmma<32, 4, kDirect, 4>(),          wgmma<32, 3, kStreamK, 4>(), wgmma<32, 4, kCluster, 4>(),
-            wgmma<32, 3, kCluster, 4>()};
+            wgmma<32, 3, kCluster, 4>(),         wgmma_split<32, 4, 2, true, 2>(), wgmma_split<32, 6, 2, true, 2>(),
+            wgmma_split<32, 4, 4, true, 2>(),    wgmma_split<32, 6, 4, true, 2>(), wgmma_split<32, 4, 4, false, 2>()};
   }
   if (m <= 64) {
     return {gemm<8, 2, 8, 6>(),        wgmma<64, 8, kStreamK>(),  wgmma<64, 8, kDirect>(),  wgmma<64, 8, kCluster>(),
             wgmma_cluster<64, 8, 2>(), wgmma_cluster<64, 8, 3>(), wgmma_cluster<64, 8, 4>(), wgmma_cluster<64, 8, 6>(),
-            wgmma_cluster<64, 8, 8>(), dequant(0)};
+            wgmma_cluster<64, 8, 8>(), wgmma_split<64, 8, 2, true>(), wgmma_split<64, 8, 4, true>(),
+            wgmma_split<64, 8, 4, false>(), wgmma_split<64, 8, 8, false>(), dequant(0)};
   }
   if (m <= 128) {
     return {gemm<8, 2, 8, 6>(),         wgmma<128, 6, kStreamK>(),  wgmma<128, 6, kDirect>(),
@@ -352,6 +379,7 @@ std::vector<Variant> variants(int m, int group) {
     add(wgmma_ws_grids<32, 10, 2>());
   } else if (m <= 64) {
     add(wgmma_ws_grids<64, 12>());
+    add(wgmma_ws_grids<64, 15>());
   } else {
     add(wgmma_ws_grids<128, 8>());
     if (m > 128) add(wgmma_ws_grids<256, 5>());

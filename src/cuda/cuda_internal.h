@@ -68,8 +68,8 @@ enum class WgmmaSplit : int {
 // The grid of one gemm_wgmma call: blocks, the tiles taken whole
 // (data-parallel), blocks per cluster (1: no clusters); whether it is
 // launched with programmatic dependent launch (grids without a workspace,
-// where the device allows it), and then whether with its shared memory
-// padded so that one block fills an SM; the 64-k steps per pipeline stage
+// where the device allows it); whether its shared memory is padded so that
+// one block fills an SM (`alone`); the 64-k steps per pipeline stage
 // of the kernel it launches and whether that kernel is gemm_wgmma_ws, whose
 // copies run in a warpgroup of their own (both set by gemm_wgmma_grid).
 struct WgmmaGrid {

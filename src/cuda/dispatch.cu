@@ -18,14 +18,17 @@
 //                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
 //                          block; whole waves of tiles, last    the activations read by the
 //                          wave stream-K (or one block per      tensor cores from shared memory
-//                          tile: rule in gemm.cu)
+//                          tile, or clusters: rules in
+//                          gemm.cu); gemm_wgmma_ws (copies
+//                          by TMA in a warpgroup of their
+//                          own) from 64 rows
 //                17..128   other GPUs: gemm_mma (group >= 64;   one shared activation tile feeds
 //                          group 32: gemv_mma up to M = 32)     8 warps; stream-K over the SMs
 //                129..     other GPUs: dequantize + cuBLAS
 //   float32      1..4      gemv_simt<kM = 1, 2, 4>              full fp32 FMAs on CUDA cores
 //   float32      5..       dequantize + cuBLAS SGEMM (no TF32)
 //
-// The thresholds are the H100 measurements of docs/cuda.md (v4-v12; bench/tune_mma.cu).
+// The thresholds are the H100 measurements of docs/cuda.md (v4-v15; bench/tune_mma.cu).
 // Any kernel whose alignment needs (see supports()) are not met falls back to
 // dequantize + cuBLAS, which accepts every valid input.
 #include <atomic>

@@ -68,18 +68,20 @@ void with_wgmma_config(int tokens, WgmmaSplit split, bool lone, F&& f) {
   }
 }
 
-// gemm_wgmma_ws's configurations (128 or 256 rows): as many one-step stages
-// as fit beside the C staging, 8 at 128 rows and 5 at 256 (v13 workbench:
-// 256 rows 1.03-1.23x faster than 128 at M = 1024-4096 on the four shapes
-// measured).
+// gemm_wgmma_ws's configurations (64, 128 or 256 rows): one-step stages, 12
+// at 64 rows (v15 workbench: 15, as many as fit, were 1.01-1.03x faster in
+// clusters and as much slower one block per tile), 8 at 128 and 5 at 256
+// (v13 workbench: 256 rows 1.03-1.23x faster than 128 at M = 1024-4096 on
+// the four shapes measured).
 // Calls f(rows, stages, blocks per SM) with the configuration as integral
 // constants.
 template <typename F>
 void with_wgmma_ws_config(int tokens, F&& f) {
   using std::integral_constant;
   using One = integral_constant<int, 1>;
-  tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{}, One{})
-                : f(integral_constant<int, 256>{}, integral_constant<int, 5>{}, One{});
+  tokens <= 64    ? f(integral_constant<int, 64>{}, integral_constant<int, 12>{}, One{})
+  : tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{}, One{})
+                  : f(integral_constant<int, 256>{}, integral_constant<int, 5>{}, One{});
 }
 
 // Calls f(T{}, std::integral_constant<int, kGroup>{}) for a 16-bit dtype (not
@@ -149,20 +151,29 @@ struct WgmmaCall {
   WgmmaGrid grid;
 };
 
-// Whether a call of 128 or 256 rows takes gemm_wgmma_ws (INT4MM_WS=0:
-// gemm_wgmma, for A/B runs; INT4MM_WS_CLUSTER=0: gemm_wgmma where tiles split
-// over clusters). On an H100 (docs/cuda.md, v13, bf16, the means of two runs
-// on one machine): 1.04-1.10x faster at M = 1024-4096 on the six bench
-// shapes, 1.02-1.09x at M = 512, 1.06-1.23x at M = 128-256 on the four with
-// N or K >= 14336; in clusters (v14, two runs each, bf16 and fp16): 4096 x 4096
-// at M = 256 1.14-1.15x, 8192 x 8192 at M = 128 1.16-1.17x, M = 256 1.05-1.22x.
-// At 16 rows it ran 1.02-1.24x slower than the dispatched kernels (v13), and
+// Whether a call takes gemm_wgmma_ws (INT4MM_WS=0: gemm_wgmma, for A/B
+// runs; INT4MM_WS_CLUSTER=0: gemm_wgmma where tiles split over clusters):
+// every grid of 128 or 256 rows; at 64 rows, where tiles split (clusters,
+// stream-K) or there are at most as many as SMs. On an H100 (docs/cuda.md,
+// v13, bf16, the means of two runs on one machine): 1.04-1.10x faster at
+// M = 1024-4096 on the six bench shapes, 1.02-1.09x at M = 512, 1.06-1.23x
+// at M = 128-256 on the four with N or K >= 14336; in clusters (v14, two
+// runs each, bf16 and fp16): 4096 x 4096 at M = 256 1.14-1.15x, 8192 x 8192
+// at M = 128 1.16-1.17x, M = 256 1.05-1.22x. At 64 rows (v15, bf16): 4096 x
+// 14336 one block per tile 1.11x, 4096 x 4096 and 8192 x 8192 in clusters
+// 1.10x and 1.05x, 14336 x 4096 stream-K 1.14x (one block per SM: a tile
+// splits 4 ways where gemm_wgmma's two blocks per SM split it 8); with more
+// tiles than SMs, gemm_wgmma runs them two to an SM in one wave, where
+// gemm_wgmma_ws (one block per SM) was 1.02-1.05x slower (8192 x 28672). At
+// 16 rows it ran 1.02-1.24x slower than the dispatched kernels (v13), and
 // with two blocks per SM at most 1.04x faster, on shapes that meet their
 // targets (v14): not taken.
 bool takes_wgmma_ws(const MmArgs& args, int tokens, WgmmaSplit split) {
   static const bool enabled = switched_on("INT4MM_WS");
   static const bool clusters = switched_on("INT4MM_WS_CLUSTER");
-  return enabled && tokens > 64 && (split != WgmmaSplit::kCluster || clusters) &&
+  const int64_t tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN * ((args.m + tokens - 1) / tokens);
+  const bool rows = tokens > 64 || (tokens > 32 && (split != WgmmaSplit::kNone || tiles <= sm_count()));
+  return enabled && rows && (split != WgmmaSplit::kCluster || clusters) &&
          wgmma_ws_supports(args.a, args.lda, args.packed, args.sz, int(args.n));
 }
 
@@ -174,21 +185,24 @@ bool ws_persistent() {
   return persistent;
 }
 
-WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
-  if (takes_wgmma_ws(args, tokens, split)) {
-    const bool persistent = ws_persistent();
-    WgmmaGrid grid;
-    dispatch_half_types(args, [&](auto tag, auto group) {
-      with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
-        grid = plan_gemm_wgmma_ws<decltype(tag), decltype(group)::value, decltype(rows)::value,
-                                  decltype(stages)::value, decltype(blocks)::value>(int(args.m), int(args.n),
-                                                                                    int(args.k), split, persistent);
-      });
+// A gemm_wgmma_ws call's split and grid.
+WgmmaCall plan_ws_call(const MmArgs& args, int tokens, WgmmaSplit split) {
+  const bool persistent = ws_persistent();
+  WgmmaGrid grid;
+  dispatch_half_types(args, [&](auto tag, auto group) {
+    with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
+      grid = plan_gemm_wgmma_ws<decltype(tag), decltype(group)::value, decltype(rows)::value,
+                                decltype(stages)::value, decltype(blocks)::value>(int(args.m), int(args.n),
+                                                                                  int(args.k), split, persistent);
     });
-    grid.copy_warps = true;
-    grid.stage_steps = 1;
-    return {split == WgmmaSplit::kCluster && grid.cluster == 1 ? WgmmaSplit::kStreamK : split, false, grid};
-  }
+  });
+  grid.copy_warps = true;
+  grid.stage_steps = 1;
+  return {split == WgmmaSplit::kCluster && grid.cluster == 1 ? WgmmaSplit::kStreamK : split, false, grid};
+}
+
+WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
+  if (takes_wgmma_ws(args, tokens, split)) return plan_ws_call(args, tokens, split);
   WgmmaGrid grid = plan_config(args, tokens, split, false);
   if (split == WgmmaSplit::kCluster && grid.cluster == 1) {
     split = WgmmaSplit::kStreamK;

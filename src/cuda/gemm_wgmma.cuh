@@ -716,7 +716,7 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
   // (A workspace's memset would sit between this launch and the one before.)
   const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
-  const int smem = pdl && grid.alone ? lone_block_smem(padded, kernel, Plan::kSmemBytes) : Plan::kSmemBytes;
+  const int smem = grid.alone ? lone_block_smem(padded, kernel, Plan::kSmemBytes) : Plan::kSmemBytes;
   with_wgmma_workspace<kTokens>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
                                 [&](int* arrivals, float4* partials) {
                                   launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, smem, stream, pdl,

@@ -1,4 +1,4 @@
-// gemm_wgmma_ws: gemm_wgmma for large M (128 and 256 activation rows per
+// gemm_wgmma_ws: gemm_wgmma for M > 32 (64, 128 and 256 activation rows per
 // block) with its copies in a warpgroup of their own (warp specialization,
 // as CUTLASS's Hopper kernels do it): 384 threads, one block per SM.
 //
@@ -38,13 +38,14 @@
 // (wgmma_cluster_store), and the copy warps, done early, wait at the two
 // cluster barriers with them.
 //
-// Measured on an H100 (docs/cuda.md, v13, v14): 1.04-1.10x faster than
+// Measured on an H100 (docs/cuda.md, v13-v15): 1.04-1.10x faster than
 // gemm_wgmma at M = 1024-4096, up to 1.23x at M = 128 on the largest
-// shapes, 1.05-1.22x in clusters at M = 128-256. At 16 and 32 rows
+// shapes, 1.05-1.22x in clusters at M = 128-256, 1.05-1.14x at M = 64 where
+// tiles split or fit one per SM. At 16 and 32 rows
 // (configurations the workbench keeps: one block per SM, or two with 96
 // registers a thread, kBlocks) at best 1.04x faster than gemm_wgmma and
 // gemv_mma, on shapes that meet their targets without it, so dispatch takes
-// it at 128 and 256 rows only.
+// it from 64 rows (gemm.cu, takes_wgmma_ws).
 //
 // Limitations (beyond gemm_wgmma's, checked by wgmma_ws_supports): the
 // tensor maps need A, the packed weights and scales_and_zeros 16-byte

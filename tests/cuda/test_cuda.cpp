@@ -44,12 +44,18 @@ struct DeviceBuffer {
   void* ptr = nullptr;
   size_t bytes = 0;
 
+  // Both constructors leave the buffer ready for work on any stream: the
+  // memset, and a copy from pageable memory (which may return before its DMA
+  // lands), run on the legacy default stream, which a non-blocking stream
+  // does not wait for (the chained-calls test once read the NaN poison).
   explicit DeviceBuffer(size_t n, int fill = 0xff) : bytes(std::max<size_t>(n, 1)) {
     check(cudaMalloc(&ptr, bytes), "cudaMalloc");
     check(cudaMemset(ptr, fill, bytes), "cudaMemset");  // poison: 0xff.. is NaN in every float dtype
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }
   DeviceBuffer(const void* host, size_t n) : DeviceBuffer(n) {
     check(cudaMemcpy(ptr, host, n, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }
   ~DeviceBuffer() { cudaFree(ptr); }
   DeviceBuffer(const DeviceBuffer&) = delete;
@@ -437,22 +443,31 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   EXPECT_TRUE(grid.copy_warps);
   EXPECT_TRUE(grid.pdl);     // one wave, one block fills an SM at 128 rows ...
   EXPECT_FALSE(grid.alone);  // ... without padding
-  // At 64 rows two blocks fit an SM: 64 tiles in pairs, padded to one per SM.
+  // At 64 rows: 64 tiles in pairs, in gemm_wgmma_ws (one block per SM).
   const detail::cuda::WgmmaGrid pairs = detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kCluster);
   EXPECT_EQ(pairs.blocks, 128);
   EXPECT_EQ(pairs.cluster, 2);
-  EXPECT_FALSE(pairs.copy_warps);
+  EXPECT_TRUE(pairs.copy_warps);
   EXPECT_TRUE(pairs.pdl);
-  EXPECT_TRUE(pairs.alone);
+  // At 32 rows two blocks of gemm_wgmma fit an SM: 96 tiles in pairs, more
+  // blocks than SMs, so not padded.
+  const detail::cuda::WgmmaGrid pairs_32 = detail::cuda::gemm_wgmma_grid(args, 32, WgmmaSplit::kCluster);
+  EXPECT_EQ(pairs_32.blocks, 192);
+  EXPECT_EQ(pairs_32.cluster, 2);
+  EXPECT_FALSE(pairs_32.copy_warps);
+  EXPECT_TRUE(pairs_32.pdl);
+  EXPECT_FALSE(pairs_32.alone);
   const detail::cuda::WgmmaGrid stream_k = detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kStreamK);
   EXPECT_EQ(stream_k.cluster, 1);
   EXPECT_FALSE(stream_k.pdl);  // its workspace is zeroed between calls
 }
 
-// At 128 and 256 rows, every grid runs gemm_wgmma_ws (its copies in a
+// At 128 and 256 rows every grid, and at 64 rows every grid that splits
+// tiles or has no more of them than SMs, runs gemm_wgmma_ws (its copies in a
 // warpgroup of their own, by TMA) where the operands allow its tensor maps
 // (N % 4 == 0, 16-byte aligned), so that the WgmmaConfigs cases test it
-// there and gemm_wgmma beside it (N = 1030, 64 rows and fewer).
+// there and gemm_wgmma beside it (N = 1030, 64 rows with many whole tiles,
+// fewer rows).
 TEST(CudaKernels, WgmmaCopyWarpsTaken) {
   SKIP_WITHOUT_GPU();
   for (const int64_t n : {4000, 1030}) {
@@ -464,14 +479,16 @@ TEST(CudaKernels, WgmmaCopyWarpsTaken) {
       GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
     }
     SCOPED_TRACE(detail::concat("N = ", n));
-    for (const int tokens : {128, 256}) {
+    for (const int tokens : {64, 128, 256}) {
       for (const WgmmaSplit split : {WgmmaSplit::kNone, WgmmaSplit::kStreamK, WgmmaSplit::kCluster}) {
+        // At 64 rows, 32 x 5 whole tiles are more than the SMs of any GPU this runs on.
+        const bool expected = n % 4 == 0 && (tokens > 64 || split != WgmmaSplit::kNone);
         const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, tokens, split);
-        EXPECT_EQ(grid.copy_warps, n % 4 == 0) << tokens << " rows, split " << int(split);
+        EXPECT_EQ(grid.copy_warps, expected) << tokens << " rows, split " << int(split);
         EXPECT_EQ(grid.stage_steps, 1);
       }
     }
-    EXPECT_FALSE(detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kNone).copy_warps);
+    EXPECT_FALSE(detail::cuda::gemm_wgmma_grid(args, 32, WgmmaSplit::kStreamK).copy_warps);
   }
 }
 
@@ -510,9 +527,10 @@ TEST(CudaKernels, WgmmaLoneBlocksTakeLongStages) {
 // activations (and the third overwriting what the second reads), launched
 // with PDL where the grid qualifies: the same bits as with the device
 // synchronized between calls. Grids: one block per tile with stages of 4
-// steps (16 rows), one block per tile padded to one per SM (64 rows), one
-// block per tile (128 and 256 rows: gemm_wgmma_ws), pairs padded (64 rows),
-// clusters of 4 in gemm_wgmma_ws (128 rows; on an H100 SXM, 24 tiles).
+// steps (16 rows), one block per tile padded to one per SM (32 rows), one
+// block per tile in gemm_wgmma_ws (64, 128 and 256 rows), pairs in
+// gemm_wgmma_ws (64 rows), clusters of 4 in gemm_wgmma_ws (128 rows; on an
+// H100 SXM, 24 tiles).
 TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
   const int64_t m = 70, n = 3072;  // N = K: C is the next call's A
@@ -532,9 +550,10 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
     GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
   }
   const size_t bytes = size_t(m * n) * 2;
-  for (const auto& config : {std::pair{16, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kNone},
-                             std::pair{128, WgmmaSplit::kNone}, std::pair{256, WgmmaSplit::kNone},
-                             std::pair{64, WgmmaSplit::kCluster}, std::pair{128, WgmmaSplit::kCluster}}) {
+  for (const auto& config : {std::pair{16, WgmmaSplit::kNone}, std::pair{32, WgmmaSplit::kNone},
+                             std::pair{64, WgmmaSplit::kNone}, std::pair{128, WgmmaSplit::kNone},
+                             std::pair{256, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kCluster},
+                             std::pair{128, WgmmaSplit::kCluster}}) {
     const int tokens = config.first;
     const WgmmaSplit split = config.second;
     SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));

@@ -159,12 +159,13 @@ struct WgmmaCall {
 // M = 1024-4096 on the six bench shapes, 1.02-1.09x at M = 512, 1.06-1.23x
 // at M = 128-256 on the four with N or K >= 14336; in clusters (v14, two
 // runs each, bf16 and fp16): 4096 x 4096 at M = 256 1.14-1.15x, 8192 x 8192
-// at M = 128 1.16-1.17x, M = 256 1.05-1.22x. At 64 rows (v15, bf16): 4096 x
-// 14336 one block per tile 1.11x, 4096 x 4096 and 8192 x 8192 in clusters
-// 1.10x and 1.05x, 14336 x 4096 stream-K 1.14x (one block per SM: a tile
-// splits 4 ways where gemm_wgmma's two blocks per SM split it 8); with more
-// tiles than SMs, gemm_wgmma runs them two to an SM in one wave, where
-// gemm_wgmma_ws (one block per SM) was 1.02-1.05x slower (8192 x 28672). At
+// at M = 128 1.16-1.17x, M = 256 1.05-1.22x. At M = 64 (v15, two runs,
+// bf16): 4096 x 14336 one block per tile 1.09x, 4096 x 4096 and 8192 x 8192
+// in clusters 1.06x and 1.08x, 14336 x 4096 stream-K 1.14x (one block per
+// SM: a tile splits 4 ways where gemm_wgmma's two blocks per SM split it 8),
+// 8192 x 28672 and 28672 x 8192 1.03x; with more whole tiles than SMs,
+// gemm_wgmma runs them two to an SM in one wave, where gemm_wgmma_ws (one
+// block per SM) was 1.02-1.05x slower (workbench, 8192 x 28672). At
 // 16 rows it ran 1.02-1.24x slower than the dispatched kernels (v13), and
 // with two blocks per SM at most 1.04x faster, on shapes that meet their
 // targets (v14): not taken.

@@ -40,7 +40,7 @@
 //
 // Measured on an H100 (docs/cuda.md, v13-v15): 1.04-1.10x faster than
 // gemm_wgmma at M = 1024-4096, up to 1.23x at M = 128 on the largest
-// shapes, 1.05-1.22x in clusters at M = 128-256, 1.05-1.14x at M = 64 where
+// shapes, 1.05-1.22x in clusters at M = 128-256, 1.03-1.14x at M = 64 where
 // tiles split or fit one per SM. At 16 and 32 rows
 // (configurations the workbench keeps: one block per SM, or two with 96
 // registers a thread, kBlocks) at best 1.04x faster than gemm_wgmma and

@@ -116,13 +116,18 @@ Variant wgmma() {
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kSplit != kStreamK};
 }
 
+// The tiles of kTokens activation rows (x 128 weight rows) of a problem.
+template <int kTokens>
+int64_t wgmma_tiles(const Operands& o) {
+  return (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
+         ((int64_t(o.m) + kTokens - 1) / kTokens);
+}
+
 // The grid of every tile of kTokens rows split over a cluster of kCluster
 // blocks (the workbench's forced cluster sizes).
 template <int kTokens, int kCluster>
 detail::cuda::WgmmaGrid forced_clusters(const Operands& o) {
-  const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
-                        ((int64_t(o.m) + kTokens - 1) / kTokens);
-  return detail::cuda::WgmmaGrid{kCluster * tiles, 0, kCluster, o.pdl};
+  return detail::cuda::WgmmaGrid{kCluster * wgmma_tiles<kTokens>(o), 0, kCluster, o.pdl};
 }
 
 // gemm_wgmma_ws (the copy warpgroup's kernel) with kBlocks blocks per SM:
@@ -228,9 +233,7 @@ Variant wgmma_split() {
   std::snprintf(name, sizeof name, "wgmma T%d S%d U%d split%d%s", kTokens, kStages, kSub, kSplits,
                 kAlone ? " alone" : "");
   auto plan = [](const Operands& o) {
-    const int64_t tiles = (int64_t(o.n) + detail::cuda::kWgmmaRowsN - 1) / detail::cuda::kWgmmaRowsN *
-                          ((int64_t(o.m) + kTokens - 1) / kTokens);
-    detail::cuda::WgmmaGrid grid{kSplits * tiles, 0, 1};
+    detail::cuda::WgmmaGrid grid{kSplits * wgmma_tiles<kTokens>(o), 0, 1};
     grid.alone = kAlone;
     return grid;
   };

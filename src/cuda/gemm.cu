@@ -141,6 +141,11 @@ WgmmaGrid plan_config(const MmArgs& args, int tokens, WgmmaSplit split, bool lon
   return grid;
 }
 
+// gemm_wgmma's tiles (128 weight rows x `tokens` activation rows) of a call.
+int64_t wgmma_tiles(const MmArgs& args, int tokens) {
+  return (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN * ((args.m + tokens - 1) / tokens);
+}
+
 // One call's split, configuration and grid: kCluster where no clusters fit
 // is kStreamK, whose configuration differs; at 16 rows a grid of at most one
 // block per SM takes the lone blocks' configuration where that plans the
@@ -172,8 +177,8 @@ struct WgmmaCall {
 bool takes_wgmma_ws(const MmArgs& args, int tokens, WgmmaSplit split) {
   static const bool enabled = switched_on("INT4MM_WS");
   static const bool clusters = switched_on("INT4MM_WS_CLUSTER");
-  const int64_t tiles = (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN * ((args.m + tokens - 1) / tokens);
-  const bool rows = tokens > 64 || (tokens > 32 && (split != WgmmaSplit::kNone || tiles <= sm_count()));
+  const bool rows =
+      tokens > 64 || (tokens > 32 && (split != WgmmaSplit::kNone || wgmma_tiles(args, tokens) <= sm_count()));
   return enabled && rows && (split != WgmmaSplit::kCluster || clusters) &&
          wgmma_ws_supports(args.a, args.lda, args.packed, args.sz, int(args.n));
 }
@@ -270,7 +275,7 @@ void gemm_wgmma_mm(const MmArgs& args) {
   // last partial wave is stream-K (docs/cuda.md, v5: stream-K blocks start
   // their tiles at different k, so on large activations they share less in
   // L2).
-  const int64_t tiles = wide_tiles * ((args.m + tokens - 1) / tokens);
+  const int64_t tiles = wgmma_tiles(args, tokens);
   const int64_t slots = sms * wgmma_min_blocks(tokens);
   const double busy = tiles <= sms ? double(tiles) / double(sms)
                                    : double(tiles) / double((tiles + slots - 1) / slots * slots);

@@ -153,7 +153,7 @@ Variant wgmma_ws() {
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
-                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
+                o.a, o.k, o.packed, o.sz, o.n, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
           },
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kGrid != WsGrid::kStreamK};
 }
@@ -178,7 +178,7 @@ Variant wgmma_ws_cluster() {
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
-                o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, plan(o), nullptr, 0, s);
+                o.a, o.k, o.packed, o.sz, o.n, o.c, o.n, o.m, o.n, o.k, plan(o), nullptr, 0, s);
           },
           [plan](const Operands& o) { return describe_grid(plan(o)); }, true};
 }

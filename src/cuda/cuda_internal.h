@@ -88,6 +88,10 @@ struct WgmmaGrid {
 // such a call launches on the current device.
 void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split);
 WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split);
+// Where kGemmWgmma's dispatch runs a call in two launches (gemm.cu): the
+// first column of the second (128-row tiles after whole waves of 256-row
+// tiles), 0 where it runs the call as one grid.
+int64_t gemm_wgmma_tail_column(const MmArgs& args);
 // True when the current device runs sm_90a code (compute capability 9.0).
 bool wgmma_available();
 

@@ -227,32 +227,58 @@ WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
   return plan_call(args, tokens, split).grid;
 }
 
-void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
-  const WgmmaCall call = plan_call(args, tokens, split);
+namespace {
+
+// Launches one planned call. scales_and_zeros' rows are ldsz (scale, zero)
+// pairs apart: args.n, or the whole call's n where args is a range of its
+// columns (only gemm_wgmma_ws's tensor maps take such a range).
+void launch_call(const MmArgs& args, int tokens, const WgmmaCall& call, int64_t ldsz) {
+  const cudaStream_t stream = stream_of(*args.options);
   dispatch_half_types(args, [&](auto tag, auto group) {
     using T = decltype(tag);
+    constexpr int kGroup = decltype(group)::value;
+    const auto a = static_cast<const T*>(args.a);
+    const auto sz = static_cast<const T*>(args.sz);
+    const auto c = static_cast<T*>(args.c);
+    const int m = int(args.m), n = int(args.n), k = int(args.k);
     if (call.grid.copy_warps) {
       with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
-        launch_gemm_wgmma_ws<T, decltype(group)::value, decltype(rows)::value, decltype(stages)::value,
-                             decltype(blocks)::value>(
-            static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
-            static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), call.grid, nullptr, 0,
-            stream_of(*args.options));
+        launch_gemm_wgmma_ws<T, kGroup, decltype(rows)::value, decltype(stages)::value, decltype(blocks)::value>(
+            a, args.lda, args.packed, sz, ldsz, c, args.ldc, m, n, k, call.grid, nullptr, 0, stream);
       });
       return;
     }
+    if (ldsz != args.n) throw Error("cuda: internal: gemm_wgmma was given a range of a call's columns");
     with_wgmma_config(tokens, call.split, call.lone, [&](auto rows, auto stages, auto sub) {
-      constexpr int kGroup = decltype(group)::value, kRows = decltype(rows)::value;
-      constexpr int kStages = decltype(stages)::value, kSub = decltype(sub)::value;
-      launch_gemm_wgmma<T, kGroup, kRows, kStages, kSub>(
-          static_cast<const T*>(args.a), args.lda, args.packed, static_cast<const T*>(args.sz),
-          static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), call.grid, nullptr, 0,
-          stream_of(*args.options));
+      launch_gemm_wgmma<T, kGroup, decltype(rows)::value, decltype(stages)::value, decltype(sub)::value>(
+          a, args.lda, args.packed, sz, c, args.ldc, m, n, k, call.grid, nullptr, 0, stream);
     });
   });
 }
 
-void gemm_wgmma_mm(const MmArgs& args) {
+// Columns [begin, args.n) of a call: the packed weights' 16-row tiles,
+// scales_and_zeros' pairs and C's columns from `begin` (a multiple of 16).
+MmArgs column_range(const MmArgs& args, int64_t begin) {
+  MmArgs range = args;
+  range.n = args.n - begin;
+  range.packed += cuda_layout::word_offset(begin / cuda_layout::kTileN, 0, cuda_layout::padded_k(args.k) /
+                                           cuda_layout::kStepK, 0, 0);
+  range.sz = static_cast<const uint16_t*>(args.sz) + 2 * begin;
+  range.c = static_cast<uint16_t*>(args.c) + begin;
+  return range;
+}
+
+// How dispatch runs a call: rows per block, the split, and where the call
+// splits in two launches (0: it does not; gemm_wgmma_tail_column) with the
+// second launch's split.
+struct WgmmaDispatch {
+  int tokens;
+  WgmmaSplit split;
+  int64_t tail_column = 0;
+  WgmmaSplit tail_split = WgmmaSplit::kNone;
+};
+
+WgmmaDispatch plan_dispatch(const MmArgs& args) {
   // Rows per block: the smallest that holds M, 256 beyond; but one size
   // down for M = 65..256 where the larger tiles would leave half the SMs
   // without one and K <= 4096: 128 rows at M = 129..256 (v7.2: 4096 x 4096
@@ -279,15 +305,60 @@ void gemm_wgmma_mm(const MmArgs& args) {
   const int64_t slots = sms * wgmma_min_blocks(tokens);
   const double busy = tiles <= sms ? double(tiles) / double(sms)
                                    : double(tiles) / double((tiles + slots - 1) / slots * slots);
+  const bool one_block_per_tile =
+      busy >= 0.9 || ((args.k <= 4096 || tokens <= 32) && tiles <= slots && busy >= 0.8);
+  if (one_block_per_tile) return {tokens, WgmmaSplit::kNone};
+  // At 256 rows, whole waves and a partial one: the columns of the whole
+  // waves' tiles in one launch (whole tiles, one block per SM), the rest in
+  // 128-row tiles where they fit one wave: one block each, or split over
+  // clusters where they fill at most half the SMs (stream-K where those
+  // clusters cannot form, as kCluster falls back). Stream-K's last wave
+  // hands each split tile's 128 KB of float32 parts between blocks (v14
+  // workbench: on 4096 x 14336 at M = 1024, 448 tiles, no faster than 4
+  // whole waves). On an H100 (docs/cuda.md, v16, against one grid):
+  // 4096 x 14336 at M = 1024 1.05-1.07x, 4096 x 6144 at M = 768 / 1024
+  // 1.26-1.29x / 1.17-1.19x, 5120 x 5120 at M = 1024 1.18x, 8192 x 10240
+  // at M = 512 / 1024 1.07x / 1.06x; 8192 x 28672 at M = 512 / 768 level.
+  // With the rest one block per tile where clusters take it: 1.18-1.20x
+  // slower there. INT4MM_WS_TAIL=0: one grid, as before;
+  // INT4MM_WS_TAIL_CLUSTER=0: the rest one block per tile.
+  static const bool tail = switched_on("INT4MM_WS_TAIL");
+  static const bool tail_clusters = switched_on("INT4MM_WS_TAIL_CLUSTER");
+  if (tail && tokens == 256) {
+    const int64_t head_wide = tiles / sms * sms / ((args.m + 255) / 256);  // the whole waves' tile columns
+    const int64_t tail_tiles = (wide_tiles - head_wide) * ((args.m + 127) / 128);
+    const WgmmaSplit tail_split =
+        tail_clusters && 2 * tail_tiles <= sms ? WgmmaSplit::kCluster : WgmmaSplit::kNone;
+    if (head_wide > 0 && tail_tiles <= sms && takes_wgmma_ws(args, 256, WgmmaSplit::kNone) &&
+        takes_wgmma_ws(column_range(args, head_wide * kWgmmaRowsN), 128, tail_split)) {
+      return {tokens, WgmmaSplit::kNone, head_wide * kWgmmaRowsN, tail_split};
+    }
+  }
   // Split tiles meet in a cluster's shared memory where they can (v10;
   // INT4MM_CLUSTER=0: in the global workspace, as before).
   static const bool clusters = switched_on("INT4MM_CLUSTER");
-  const bool one_block_per_tile =
-      busy >= 0.9 || ((args.k <= 4096 || tokens <= 32) && tiles <= slots && busy >= 0.8);
-  gemm_wgmma_with(args, tokens,
-                  one_block_per_tile ? WgmmaSplit::kNone
-                  : clusters         ? WgmmaSplit::kCluster
-                                     : WgmmaSplit::kStreamK);
+  return {tokens, clusters ? WgmmaSplit::kCluster : WgmmaSplit::kStreamK};
+}
+
+}  // namespace
+
+void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
+  launch_call(args, tokens, plan_call(args, tokens, split), args.n);
+}
+
+int64_t gemm_wgmma_tail_column(const MmArgs& args) { return plan_dispatch(args).tail_column; }
+
+void gemm_wgmma_mm(const MmArgs& args) {
+  const WgmmaDispatch planned = plan_dispatch(args);
+  if (planned.tail_column == 0) {
+    gemm_wgmma_with(args, planned.tokens, planned.split);
+    return;
+  }
+  MmArgs head = args;
+  head.n = planned.tail_column;
+  launch_call(head, 256, plan_call(head, 256, WgmmaSplit::kNone), args.n);
+  const MmArgs rest = column_range(args, planned.tail_column);
+  launch_call(rest, 128, plan_call(rest, 128, planned.tail_split), args.n);
 }
 
 }  // namespace int4mm::detail::cuda

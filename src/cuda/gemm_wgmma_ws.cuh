@@ -258,10 +258,12 @@ WgmmaGrid plan_gemm_wgmma_ws(int m, int n, int k, WgmmaSplit split, bool persist
 }
 
 // Host side: one gemm_wgmma_ws call on `grid` (plan_gemm_wgmma_ws's, or any
-// grid of its kinds); the workspace as launch_gemm_wgmma's.
+// grid of its kinds); the workspace as launch_gemm_wgmma's. scales_and_zeros
+// has a row stride of ldsz (scale, zero) pairs: n for a whole call, the whole
+// call's n where this call takes a range of its columns (gemm.cu's tail).
 template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks>
-void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* sz, T* c, int64_t ldc, int m, int n,
-                          int k, const WgmmaGrid& grid, void* workspace, size_t workspace_bytes,
+void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* sz, int64_t ldsz, T* c, int64_t ldc,
+                          int m, int n, int k, const WgmmaGrid& grid, void* workspace, size_t workspace_bytes,
                           cudaStream_t stream) {
   using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
   auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks>;
@@ -275,7 +277,7 @@ void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* 
   const CUtensorMap a_map = make_tensor_map_2d(a, 2, k, m, lda * 2, 64, kTokens, true);
   const CUtensorMap w_map = make_tensor_map_2d(packed, 4, steps * 128, weight_tiles, steps * 512, 128, 8, false);
   const CUtensorMap sz_map =
-      make_tensor_map_2d(sz, 4, n, k / kGroupSize, int64_t(n) * 4, kWgmmaRowsN, Plan::Step::kSzGroups, false);
+      make_tensor_map_2d(sz, 4, n, k / kGroupSize, ldsz * 4, kWgmmaRowsN, Plan::Step::kSzGroups, false);
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
   const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);

@@ -462,6 +462,36 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
   EXPECT_FALSE(stream_k.pdl);  // its workspace is zeroed between calls
 }
 
+// Whole waves of 256-row tiles and a partial one: dispatch runs the whole
+// waves' columns in one launch and the rest in 128-row tiles, a second
+// launch over a range of the weights', scales' and C's columns. At 300 rows
+// (2 tiles of 256 per column, 3 of 128), with N = 3/5 or 7/10 x SMs columns
+// of tiles (the last one partial): one whole wave of SMs / 2 columns, the
+// rest (3 x 1/10 or 1/5 of the SMs' count of tiles) split over clusters (on
+// an H100 SXM, of 3 blocks: K = 384 gives each block 2 of the 6 steps) or
+// one block per tile. Group 32 and 128, C with and without its 16-byte
+// store path.
+TEST(CudaKernels, WgmmaTailWaveTakesHalfTiles) {
+  SKIP_WITHOUT_GPU();
+  const int64_t sms = detail::cuda::sm_count();
+  for (const auto& [wide, dtype, group_size, pad] : {std::tuple{sms * 3 / 5, DType::kFloat16, int64_t(32), 4},
+                                                     std::tuple{sms / 2 + sms / 5, DType::kBFloat16, int64_t(128), 8}}) {
+    const int64_t n = wide * 128 - 52, ldc = n + pad;
+    SCOPED_TRACE(detail::concat("N ", n, ", ", dtype_name(dtype), ", group ", group_size, ", ldc ", ldc));
+    Problem p = make_problem(300, n, 384, group_size, dtype, 13);
+    GpuProblem gpu(p, ldc);
+    const Options options{Backend::kCuda};
+    const detail::MmArgs args = gpu.args(ldc, options);
+    if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
+      GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+    }
+    EXPECT_EQ(detail::cuda::gemm_wgmma_tail_column(args), sms / 2 * 128);
+    detail::cuda::mm_with(MmKernel::kGemmWgmma, args);
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemm_wgmma, two launches");
+  }
+}
+
 // At 128 and 256 rows every grid, and at 64 rows every grid that splits
 // tiles or has no more of them than SMs, runs gemm_wgmma_ws (its copies in a
 // warpgroup of their own, by TMA) where the operands allow its tensor maps

@@ -118,16 +118,25 @@ inline Oracle oracle(const Problem& p) {
   o.c.assign(size_t(p.m * p.n), 0.0);
   o.abs = o.c;
   o.l2 = o.c;
-  std::vector<double> w(size_t(p.k));
-  for (int64_t j = 0; j < p.n; ++j) {
-    for (int64_t l = 0; l < p.k; ++l) w[l] = p.dequantized(j, l);
-    for (int64_t i = 0; i < p.m; ++i) {
-      double acc = 0, abs = 0, sq = 0;
-      for (int64_t l = 0; l < p.k; ++l) {
-        const double t = double(p.a.get(i * p.k + l)) * w[l];
-        acc += t, abs += std::fabs(t), sq += t * t;
+  std::vector<double> a(size_t(p.m * p.k));
+  for (int64_t i = 0; i < p.m * p.k; ++i) a[size_t(i)] = p.a.get(i);
+  // Columns of C in parallel (OpenMP, which int4mm links): each element is
+  // summed in the same order whatever the thread count.
+#pragma omp parallel
+  {
+    std::vector<double> w(size_t(p.k));
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < p.n; ++j) {
+      for (int64_t l = 0; l < p.k; ++l) w[size_t(l)] = p.dequantized(j, l);
+      for (int64_t i = 0; i < p.m; ++i) {
+        const double* row = a.data() + i * p.k;
+        double acc = 0, abs = 0, sq = 0;
+        for (int64_t l = 0; l < p.k; ++l) {
+          const double t = row[l] * w[size_t(l)];
+          acc += t, abs += std::fabs(t), sq += t * t;
+        }
+        o.c[size_t(i * p.n + j)] = acc, o.abs[size_t(i * p.n + j)] = abs, o.l2[size_t(i * p.n + j)] = std::sqrt(sq);
       }
-      o.c[i * p.n + j] = acc, o.abs[i * p.n + j] = abs, o.l2[i * p.n + j] = std::sqrt(sq);
     }
   }
   return o;

@@ -135,7 +135,8 @@ inline Oracle oracle(const Problem& p) {
           const double t = row[l] * w[size_t(l)];
           acc += t, abs += std::fabs(t), sq += t * t;
         }
-        o.c[size_t(i * p.n + j)] = acc, o.abs[size_t(i * p.n + j)] = abs, o.l2[size_t(i * p.n + j)] = std::sqrt(sq);
+        const size_t at = size_t(i * p.n + j);
+        o.c[at] = acc, o.abs[at] = abs, o.l2[at] = std::sqrt(sq);
       }
     }
   }

@@ -474,8 +474,10 @@ TEST(CudaKernels, WgmmaClusterSplitTaken) {
 TEST(CudaKernels, WgmmaTailWaveTakesHalfTiles) {
   SKIP_WITHOUT_GPU();
   const int64_t sms = detail::cuda::sm_count();
-  for (const auto& [wide, dtype, group_size, pad] : {std::tuple{sms * 3 / 5, DType::kFloat16, int64_t(32), 4},
-                                                     std::tuple{sms / 2 + sms / 5, DType::kBFloat16, int64_t(128), 8}}) {
+  // (columns of tiles, dtype, group size, ldc - N)
+  const std::tuple<int64_t, DType, int64_t, int64_t> cases[] = {{sms * 3 / 5, DType::kFloat16, 32, 4},
+                                                                {sms / 2 + sms / 5, DType::kBFloat16, 128, 8}};
+  for (const auto& [wide, dtype, group_size, pad] : cases) {
     const int64_t n = wide * 128 - 52, ldc = n + pad;
     SCOPED_TRACE(detail::concat("N ", n, ", ", dtype_name(dtype), ", group ", group_size, ", ldc ", ldc));
     Problem p = make_problem(300, n, 384, group_size, dtype, 13);

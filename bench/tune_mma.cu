@@ -130,41 +130,43 @@ detail::cuda::WgmmaGrid forced_clusters(const Operands& o) {
   return detail::cuda::WgmmaGrid{kCluster * wgmma_tiles<kTokens>(o), 0, kCluster, o.pdl};
 }
 
-// gemm_wgmma_ws (the copy warpgroup's kernel) with kBlocks blocks per SM:
-// stream-K, whole tiles on a persistent grid (one block per slot), one block
-// per tile, or tiles split over clusters (plan_gemm_wgmma_ws's size).
+// gemm_wgmma_ws (the copy warpgroup's kernel) with kBlocks blocks per SM and
+// kRowsN weight rows per block (named "R256" where 256): stream-K, whole
+// tiles on a persistent grid (one block per slot), one block per tile, or
+// tiles split over clusters (plan_gemm_wgmma_ws's size).
 enum class WsGrid { kStreamK, kPersistent, kPerTile, kCluster };
 
-template <int kTokens, int kStages, WsGrid kGrid, int kBlocks = 1>
+template <int kTokens, int kStages, WsGrid kGrid, int kBlocks = 1, int kRowsN = 128>
 Variant wgmma_ws() {
   char name[96];
-  std::snprintf(name, sizeof name, "wgmma_ws T%d S%d B%d %s", kTokens, kStages, kBlocks,
+  std::snprintf(name, sizeof name, "wgmma_ws T%d S%d B%d%s %s", kTokens, kStages, kBlocks,
+                kRowsN == 128 ? "" : " R256",
                 kGrid == WsGrid::kStreamK      ? "streamk"
                 : kGrid == WsGrid::kPersistent ? "persistent"
                 : kGrid == WsGrid::kPerTile    ? "pertile"
                                                : "cluster");
   auto plan = [](const Operands& o) {
     const WgmmaSplit split = kGrid == WsGrid::kStreamK ? kStreamK : kGrid == WsGrid::kCluster ? kCluster : kDirect;
-    detail::cuda::WgmmaGrid grid = detail::cuda::plan_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
+    detail::cuda::WgmmaGrid grid = detail::cuda::plan_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks, kRowsN>(
         o.m, o.n, o.k, split, kGrid == WsGrid::kPersistent);
     grid.pdl = o.pdl;
     return grid;
   };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
-            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
+            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks, kRowsN>(
                 o.a, o.k, o.packed, o.sz, o.n, o.c, o.n, o.m, o.n, o.k, plan(o), o.workspace, o.workspace_bytes, s);
           },
           [plan](const Operands& o) { return describe_grid(plan(o)); }, kGrid != WsGrid::kStreamK};
 }
 
 // The gemm_wgmma_ws grids of one configuration.
-template <int kTokens, int kStages, int kBlocks = 1>
+template <int kTokens, int kStages, int kBlocks = 1, int kRowsN = 128>
 std::vector<Variant> wgmma_ws_grids() {
-  return {wgmma_ws<kTokens, kStages, WsGrid::kStreamK, kBlocks>(),
-          wgmma_ws<kTokens, kStages, WsGrid::kPersistent, kBlocks>(),
-          wgmma_ws<kTokens, kStages, WsGrid::kPerTile, kBlocks>(),
-          wgmma_ws<kTokens, kStages, WsGrid::kCluster, kBlocks>()};
+  return {wgmma_ws<kTokens, kStages, WsGrid::kStreamK, kBlocks, kRowsN>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kPersistent, kBlocks, kRowsN>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kPerTile, kBlocks, kRowsN>(),
+          wgmma_ws<kTokens, kStages, WsGrid::kCluster, kBlocks, kRowsN>()};
 }
 
 // gemm_wgmma_ws with every tile split over a cluster of kCluster blocks (any
@@ -177,7 +179,7 @@ Variant wgmma_ws_cluster() {
   auto plan = [](const Operands& o) { return forced_clusters<kTokens, kCluster>(o); };
   return {name,
           [plan](const Operands& o, cudaStream_t s) {
-            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks>(
+            detail::cuda::launch_gemm_wgmma_ws<T, kGroup, kTokens, kStages, kBlocks, 128>(
                 o.a, o.k, o.packed, o.sz, o.n, o.c, o.n, o.m, o.n, o.k, plan(o), nullptr, 0, s);
           },
           [plan](const Operands& o) { return describe_grid(plan(o)); }, true};
@@ -383,6 +385,8 @@ std::vector<Variant> variants(int m, int group) {
   } else if (m <= 64) {
     add(wgmma_ws_grids<64, 12>());
     add(wgmma_ws_grids<64, 15>());
+    add(wgmma_ws_grids<64, 8, 1, 256>());
+    add({wgmma_ws_cluster<64, 12, 2, 1>(), wgmma_ws_cluster<64, 12, 4, 1>()});
   } else {
     add(wgmma_ws_grids<128, 8>());
     if (m > 128) add(wgmma_ws_grids<256, 5>());

@@ -70,8 +70,9 @@ enum class WgmmaSplit : int {
 // launched with programmatic dependent launch (grids without a workspace,
 // where the device allows it); whether its shared memory is padded so that
 // one block fills an SM (`alone`); the 64-k steps per pipeline stage
-// of the kernel it launches and whether that kernel is gemm_wgmma_ws, whose
-// copies run in a warpgroup of their own (both set by gemm_wgmma_grid).
+// of the kernel it launches, whether that kernel is gemm_wgmma_ws, whose
+// copies run in a warpgroup of their own, and its weight rows per tile (all
+// three set by gemm_wgmma_grid).
 struct WgmmaGrid {
   int64_t blocks = 0;
   int64_t dp_tiles = 0;
@@ -80,18 +81,29 @@ struct WgmmaGrid {
   bool alone = false;
   int stage_steps = 0;
   bool copy_warps = false;
+  int weight_rows = 128;
 };
 
 // kGemmWgmma with an explicit configuration, for tests and benchmarks
 // (gemm.cu): activation rows per block (16, 32, 64, 128 or 256: the smallest
-// that holds `tokens`) and the split; gemm_wgmma_grid tells the grid that
-// such a call launches on the current device.
-void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split);
-WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split);
-// Where kGemmWgmma's dispatch runs a call in two launches (gemm.cu): the
-// first column of the second (128-row tiles after whole waves of 256-row
-// tiles), 0 where it runs the call as one grid.
-int64_t gemm_wgmma_tail_column(const MmArgs& args);
+// that holds `tokens`), the split and the weight rows per block (128, or 256
+// in gemm_wgmma_ws at 33..128 activation rows where it takes the operands;
+// an error otherwise); gemm_wgmma_grid tells the grid that such a call
+// launches on the current device.
+void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows = 128);
+WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows = 128);
+// How kGemmWgmma's dispatch runs a call (gemm.cu): activation rows per
+// block, the split, and weight rows per block; where it splits the call in
+// two launches, the first column of the second (128-row tiles after whole
+// waves of 256-row tiles; 0: one launch) and that launch's split.
+struct WgmmaDispatch {
+  int tokens;
+  WgmmaSplit split;
+  int64_t tail_column = 0;
+  WgmmaSplit tail_split = WgmmaSplit::kNone;
+  int weight_rows = 128;
+};
+WgmmaDispatch gemm_wgmma_dispatch(const MmArgs& args);
 // True when the current device runs sm_90a code (compute capability 9.0).
 bool wgmma_available();
 

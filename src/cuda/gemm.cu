@@ -72,16 +72,24 @@ void with_wgmma_config(int tokens, WgmmaSplit split, bool lone, F&& f) {
 // at 64 rows (v15 workbench: 15, as many as fit, were 1.01-1.03x faster in
 // clusters and as much slower one block per tile), 8 at 128 and 5 at 256
 // (v13 workbench: 256 rows 1.03-1.23x faster than 128 at M = 1024-4096 on
-// the four shapes measured).
-// Calls f(rows, stages, blocks per SM) with the configuration as integral
-// constants.
+// the four shapes measured). With 256 weight rows per block (`weight_rows`,
+// 64 rows only): 8 stages (v17 workbench: as fast as 12, which do not fit
+// at group 32).
+// Calls f(rows, stages, blocks per SM, weight rows) with the configuration
+// as integral constants.
 template <typename F>
-void with_wgmma_ws_config(int tokens, F&& f) {
+void with_wgmma_ws_config(int tokens, int weight_rows, F&& f) {
   using std::integral_constant;
   using One = integral_constant<int, 1>;
-  tokens <= 64    ? f(integral_constant<int, 64>{}, integral_constant<int, 12>{}, One{})
-  : tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{}, One{})
-                  : f(integral_constant<int, 256>{}, integral_constant<int, 5>{}, One{});
+  using Narrow = integral_constant<int, kWgmmaRowsN>;
+  using Wide = integral_constant<int, 2 * kWgmmaRowsN>;
+  if (weight_rows == Wide::value) {
+    f(integral_constant<int, 64>{}, integral_constant<int, 8>{}, One{}, Wide{});
+    return;
+  }
+  tokens <= 64    ? f(integral_constant<int, 64>{}, integral_constant<int, 12>{}, One{}, Narrow{})
+  : tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{}, One{}, Narrow{})
+                  : f(integral_constant<int, 256>{}, integral_constant<int, 5>{}, One{}, Narrow{});
 }
 
 // Calls f(T{}, std::integral_constant<int, kGroup>{}) for a 16-bit dtype (not
@@ -192,23 +200,34 @@ bool ws_persistent() {
 }
 
 // A gemm_wgmma_ws call's split and grid.
-WgmmaCall plan_ws_call(const MmArgs& args, int tokens, WgmmaSplit split) {
+WgmmaCall plan_ws_call(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows) {
   const bool persistent = ws_persistent();
   WgmmaGrid grid;
   dispatch_half_types(args, [&](auto tag, auto group) {
-    with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
+    with_wgmma_ws_config(tokens, weight_rows, [&](auto rows, auto stages, auto blocks, auto rows_n) {
       grid = plan_gemm_wgmma_ws<decltype(tag), decltype(group)::value, decltype(rows)::value,
-                                decltype(stages)::value, decltype(blocks)::value>(int(args.m), int(args.n),
-                                                                                  int(args.k), split, persistent);
+                                decltype(stages)::value, decltype(blocks)::value, decltype(rows_n)::value>(
+          int(args.m), int(args.n), int(args.k), split, persistent);
     });
   });
   grid.copy_warps = true;
   grid.stage_steps = 1;
+  grid.weight_rows = weight_rows;
   return {split == WgmmaSplit::kCluster && grid.cluster == 1 ? WgmmaSplit::kStreamK : split, false, grid};
 }
 
-WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
-  if (takes_wgmma_ws(args, tokens, split)) return plan_ws_call(args, tokens, split);
+WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows = kWgmmaRowsN) {
+  if (weight_rows != kWgmmaRowsN) {
+    if (weight_rows != 2 * kWgmmaRowsN || tokens <= 32 || tokens > 64 ||
+        !wgmma_ws_supports(args.a, args.lda, args.packed, args.sz, int(args.n))) {
+      throw Error(concat("gemm_wgmma_with: weight_rows=", weight_rows, ", tokens=", tokens, ", n=", args.n,
+                         ": 256 weight rows per block run only in gemm_wgmma_ws at tokens 33..64, with A, the "
+                         "packed weights and scales_and_zeros 16-byte aligned, lda % 8 == 0 and n % 4 == 0; "
+                         "elsewhere weight_rows=128"));
+    }
+    return plan_ws_call(args, tokens, split, weight_rows);
+  }
+  if (takes_wgmma_ws(args, tokens, split)) return plan_ws_call(args, tokens, split, weight_rows);
   WgmmaGrid grid = plan_config(args, tokens, split, false);
   if (split == WgmmaSplit::kCluster && grid.cluster == 1) {
     split = WgmmaSplit::kStreamK;
@@ -223,8 +242,8 @@ WgmmaCall plan_call(const MmArgs& args, int tokens, WgmmaSplit split) {
 
 }  // namespace
 
-WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split) {
-  return plan_call(args, tokens, split).grid;
+WgmmaGrid gemm_wgmma_grid(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows) {
+  return plan_call(args, tokens, split, weight_rows).grid;
 }
 
 namespace {
@@ -242,9 +261,10 @@ void launch_call(const MmArgs& args, int tokens, const WgmmaCall& call, int64_t 
     const auto c = static_cast<T*>(args.c);
     const int m = int(args.m), n = int(args.n), k = int(args.k);
     if (call.grid.copy_warps) {
-      with_wgmma_ws_config(tokens, [&](auto rows, auto stages, auto blocks) {
-        launch_gemm_wgmma_ws<T, kGroup, decltype(rows)::value, decltype(stages)::value, decltype(blocks)::value>(
-            a, args.lda, args.packed, sz, ldsz, c, args.ldc, m, n, k, call.grid, nullptr, 0, stream);
+      with_wgmma_ws_config(tokens, call.grid.weight_rows, [&](auto rows, auto stages, auto blocks, auto rows_n) {
+        launch_gemm_wgmma_ws<T, kGroup, decltype(rows)::value, decltype(stages)::value, decltype(blocks)::value,
+                             decltype(rows_n)::value>(a, args.lda, args.packed, sz, ldsz, c, args.ldc, m, n, k,
+                                                      call.grid, nullptr, 0, stream);
       });
       return;
     }
@@ -267,16 +287,6 @@ MmArgs column_range(const MmArgs& args, int64_t begin) {
   range.c = static_cast<uint16_t*>(args.c) + begin;
   return range;
 }
-
-// How dispatch runs a call: rows per block, the split, and where the call
-// splits in two launches (0: it does not; gemm_wgmma_tail_column) with the
-// second launch's split.
-struct WgmmaDispatch {
-  int tokens;
-  WgmmaSplit split;
-  int64_t tail_column = 0;
-  WgmmaSplit tail_split = WgmmaSplit::kNone;
-};
 
 WgmmaDispatch plan_dispatch(const MmArgs& args) {
   // Rows per block: the smallest that holds M, 256 beyond; but one size
@@ -337,21 +347,41 @@ WgmmaDispatch plan_dispatch(const MmArgs& args) {
   // Split tiles meet in a cluster's shared memory where they can (v10;
   // INT4MM_CLUSTER=0: in the global workspace, as before).
   static const bool clusters = switched_on("INT4MM_CLUSTER");
-  return {tokens, clusters ? WgmmaSplit::kCluster : WgmmaSplit::kStreamK};
+  const WgmmaSplit split = clusters ? WgmmaSplit::kCluster : WgmmaSplit::kStreamK;
+  // At 64 rows, where gemm_wgmma_ws's tiles would split stream-K (no
+  // clusters: K > 8192, or more tiles than fit) and tiles of 256 weight
+  // rows give each block of one per SM at least 96 steps (K = 6144) of
+  // them: 256 weight rows per block, stream-K, which read each activation
+  // tile once per 256 weight rows instead of 128, and hand on twice the
+  // float32 part per split tile. On an H100 (docs/cuda.md, v17, two rounds
+  // each): 28672 x 8192 and 8192 x 28672 (108-112 steps a block) at
+  // M = 33-64 1.05-1.10x faster; 5120 x 13824 (33 steps) 1.07x slower,
+  // 8192 x 14336 and 14336 x 8192 (54-56) level; in clusters (8192 x 8192,
+  // 4096 x 4096) 1.3-1.4x slower, split over 8 blocks (14336 x 4096) 1.12x.
+  // INT4MM_WS_WIDE=0: 128 rows everywhere.
+  static const bool wide = switched_on("INT4MM_WS_WIDE");
+  if (wide && tokens == 64 && takes_wgmma_ws(args, tokens, split)) {
+    const int64_t tiles_256 = (args.n + 2 * kWgmmaRowsN - 1) / (2 * kWgmmaRowsN) * ((args.m + 63) / 64);
+    const int64_t steps = (args.k + 63) / 64;
+    if (plan_call(args, tokens, split).split == WgmmaSplit::kStreamK && tiles_256 * steps >= 96 * sms) {
+      return {tokens, WgmmaSplit::kStreamK, 0, WgmmaSplit::kNone, 2 * kWgmmaRowsN};
+    }
+  }
+  return {tokens, split};
 }
 
 }  // namespace
 
-void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split) {
-  launch_call(args, tokens, plan_call(args, tokens, split), args.n);
+void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows) {
+  launch_call(args, tokens, plan_call(args, tokens, split, weight_rows), args.n);
 }
 
-int64_t gemm_wgmma_tail_column(const MmArgs& args) { return plan_dispatch(args).tail_column; }
+WgmmaDispatch gemm_wgmma_dispatch(const MmArgs& args) { return plan_dispatch(args); }
 
 void gemm_wgmma_mm(const MmArgs& args) {
   const WgmmaDispatch planned = plan_dispatch(args);
   if (planned.tail_column == 0) {
-    gemm_wgmma_with(args, planned.tokens, planned.split);
+    gemm_wgmma_with(args, planned.tokens, planned.split, planned.weight_rows);
     return;
   }
   MmArgs head = args;

@@ -203,13 +203,13 @@ struct WgmmaWork {
 // blocks and many weight blocks in L2.
 struct WgmmaTile {
   int m0;  // first activation row
-  int nb;  // n-block: weight rows nb x kWgmmaRowsN ..
+  int nb;  // n-block: weight rows nb x kRowsN .. (kWgmmaRowsN, or gemm_wgmma_ws's 256)
 };
 
-template <int kTokens>
+template <int kTokens, int kRowsN = kWgmmaRowsN>
 __device__ __forceinline__ WgmmaTile wgmma_tile(int64_t tile, int m, int n) {
   constexpr int kRaster = 4;
-  const int blocks_n = (n + kWgmmaRowsN - 1) / kWgmmaRowsN;
+  const int blocks_n = (n + kRowsN - 1) / kRowsN;
   const int blocks_m = (m + kTokens - 1) / kTokens;
   const int64_t per_group = int64_t(kRaster) * blocks_n;
   const int first_m = int(tile / per_group) * kRaster;

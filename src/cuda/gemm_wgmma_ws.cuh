@@ -47,6 +47,16 @@
 // gemv_mma, on shapes that meet their targets without it, so dispatch takes
 // it from 64 rows (gemm.cu, takes_wgmma_ws).
 //
+// 256 weight rows per block (kRowsN, v17): each MMA warp dequantizes a
+// 16-row tile of both 128-row halves per step and issues each half's
+// wgmmas against the one activation tile, so a block reads each activation
+// tile once per 256 weight rows (one TMA box, then two weight boxes and two
+// scale/zero boxes a step; a half past N comes in zero-filled). Dispatched
+// at 64 activation rows only, where the tiles split stream-K over long runs
+// (gemm.cu, plan_dispatch): 1.05-1.10x faster on the largest weights, slower
+// where the tiles split finely (each split tile hands on twice the float32
+// part).
+//
 // Limitations (beyond gemm_wgmma's, checked by wgmma_ws_supports): the
 // tensor maps need A, the packed weights and scales_and_zeros 16-byte
 // aligned and N % 4 == 0 (scale/zero rows 16-byte multiples).
@@ -57,12 +67,18 @@
 
 namespace int4mm::detail::cuda {
 
-template <int kTokens_, int kStages_, int kGroupSize, int kBlocks_>
+template <int kTokens_, int kStages_, int kGroupSize, int kBlocks_, int kRowsN_>
 struct WgmmaWsPlan {
-  using Step = WgmmaPlan<kTokens_, 4, kGroupSize, 1>;  // one step's layout and C staging (its stage count unused)
+  // One step's layout and C staging for 128 weight rows (its stage count unused).
+  using Step = WgmmaPlan<kTokens_, 4, kGroupSize, 1>;
   static constexpr int kTokens = kTokens_;
   static constexpr int kStages = kStages_;
   static constexpr int kBlocks = kBlocks_;  // blocks per SM: 1, or 2 up to 32 rows
+  // Weight rows per block: 128, or 256 in two halves of 128 (each MMA warp
+  // a 16-row tile of each), which read one activation tile.
+  static constexpr int kRowsN = kRowsN_;
+  static constexpr int kHalves = kRowsN / kWgmmaRowsN;
+  static_assert(kHalves == 1 || (kHalves == 2 && kTokens <= 128), "256 weight rows hold 2 x kTokens / 2 accumulators");
   static constexpr int kThreads = 384;     // 2 MMA warpgroups and the copy warpgroup
   static constexpr int kMmaThreads = 256;
   // Registers per thread after the roles part (setmaxnreg): the copy
@@ -72,22 +88,28 @@ struct WgmmaWsPlan {
   static constexpr int kMmaRegisters = kBlocks == 1 ? 232 : 96;
   static constexpr int kCopyRegisters = 40;
   static_assert(kBlocks == 1 || (kBlocks == 2 && kTokens <= 32), "two blocks per SM hold 96 registers a thread");
-  static constexpr int kStepBytes = Step::kStepBytes;
-  static constexpr int kCopyBytes = Step::kABytes + Step::kWBytes + Step::kSzBytes;  // a step's three boxes
+  // A step's stage: the activation tile, then each half's weight tiles and
+  // scale/zero pairs (Step's layout from the half's offset on).
+  static constexpr int kHalfBytes = Step::kWBytes + Step::kSzBytes;
+  static constexpr int kCopyBytes = Step::kABytes + kHalves * kHalfBytes;  // a step's boxes
+  static constexpr int kStepBytes = (kCopyBytes + 1023) / 1024 * 1024;
   static constexpr int kOutTokens = kTokens < 128 ? kTokens : 128;                    // C staged in parts
   static constexpr int kOutBytes = kOutTokens * Step::kOutStride * 2;
   // The ring, the C staging, 2 barriers per stage; + 1024: the ring starts
   // at the first 1024-aligned shared address.
   static constexpr int kSmemBytes = kStages * kStepBytes + kOutBytes + 2 * kStages * 8 + 1024;
   static_assert(kOutBytes % 16 == 0, "barriers 8-byte aligned");
-  static_assert(kStages * kStepBytes >= Step::kPartBytes, "a cluster's float32 part fits the ring");
+  static_assert(kStages * kStepBytes >= kHalves * Step::kPartBytes, "a cluster's float32 parts fit the ring");
+  static_assert(kHalfBytes % 128 == 0, "TMA boxes 128-byte aligned");
+  static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on Hopper");
 };
 
 template <typename T,      // half or __nv_bfloat16
           int kGroupSize,  // 32..256
-          int kTokens,     // activation rows per block (wgmma N): 16..256, dispatched at 128 and 256
+          int kTokens,     // activation rows per block (wgmma N): 16..256, dispatched at 64, 128 and 256
           int kStages,     // one-step stages in the ring
-          int kBlocks>     // blocks per SM (registers: WgmmaWsPlan)
+          int kBlocks,     // blocks per SM (registers: WgmmaWsPlan)
+          int kRowsN>      // weight rows per block: 128 or 256 (WgmmaWsPlan)
 __global__ void __launch_bounds__(384, kBlocks)
     gemm_wgmma_ws_kernel(const __grid_constant__ CUtensorMap a_map,   // A [m, k] (launch_gemm_wgmma_ws)
                          const __grid_constant__ CUtensorMap w_map,   // packed, uint32 [tiles][steps x 128]
@@ -99,10 +121,11 @@ __global__ void __launch_bounds__(384, kBlocks)
                          int m, int n, int k, int64_t dp_tiles, bool vector_c,
                          bool cluster_split) {  // the blocks of a split tile are a cluster
 #if defined(INT4MM_WGMMA)
-  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks, kRowsN>;
   using Step = typename Plan::Step;
   constexpr int kStepBytes = Plan::kStepBytes;
-  constexpr int kAcc = kTokens / 2;  // float32 accumulators per MMA thread
+  constexpr int kHalves = Plan::kHalves;
+  constexpr int kAcc = kTokens / 2;  // float32 accumulators per MMA thread and half
 
   extern __shared__ uint8_t smem_raw[];
   const uint32_t smem_raw_address = uint32_t(__cvta_generic_to_shared(smem_raw));
@@ -114,7 +137,7 @@ __global__ void __launch_bounds__(384, kBlocks)
 
   const int tid = threadIdx.x;
   const int steps = (k + 63) / 64;
-  const int64_t tiles = int64_t((n + kWgmmaRowsN - 1) / kWgmmaRowsN) * ((m + kTokens - 1) / kTokens);
+  const int64_t tiles = int64_t((n + kRowsN - 1) / kRowsN) * ((m + kTokens - 1) / kTokens);
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(full + 8 * s, 1);
@@ -139,21 +162,25 @@ __global__ void __launch_bounds__(384, kBlocks)
       // are done with it (the first round's stages are free: a new
       // barrier's "previous" phase counts as completed).
       while (work.next(pair, s_begin, s_end)) {
-        const WgmmaTile tile = wgmma_tile<kTokens>(pair, m, n);
+        const WgmmaTile tile = wgmma_tile<kTokens, kRowsN>(pair, m, n);
         for (int s = s_begin; s < s_end; ++s) {
           const uint32_t stage = smem + uint32_t(slot * kStepBytes), bar = full + 8 * slot;
           mbarrier_wait(empty + 8 * slot, phase ^ 1);
           mbarrier_arrive_expect_tx(bar, Plan::kCopyBytes);
           tma_load_2d(stage, &a_map, s * 64, tile.m0, bar);
-          tma_load_2d(stage + Step::kABytes, &w_map, s * 128, tile.nb * 8, bar);
-          tma_load_2d(stage + Step::kABytes + Step::kWBytes, &sz_map, tile.nb * kWgmmaRowsN, s * 64 / kGroupSize,
-                      bar);
+#pragma unroll
+          for (int h = 0; h < kHalves; ++h) {
+            const uint32_t half = stage + uint32_t(Step::kABytes + h * Plan::kHalfBytes);
+            const int row0 = tile.nb * kRowsN + h * kWgmmaRowsN;
+            tma_load_2d(half, &w_map, s * 128, row0 / 16, bar);
+            tma_load_2d(half + Step::kWBytes, &sz_map, row0, s * 64 / kGroupSize, bar);
+          }
           if (++slot == kStages) slot = 0, phase ^= 1;
         }
       }
     }
-    if (cluster_split) {  // the MMA warps' two cluster barriers (wgmma_cluster_store)
-      for (int barrier = 0; barrier < 2; ++barrier) {
+    if (cluster_split) {  // the MMA warps' two cluster barriers per half (wgmma_cluster_store)
+      for (int barrier = 0; barrier < 2 * kHalves; ++barrier) {
         cluster_arrive_relaxed();
         cluster_wait();
       }
@@ -166,21 +193,30 @@ __global__ void __launch_bounds__(384, kBlocks)
   const uint64_t a_desc = sw128_descriptor(smem);  // stage 0's activation tile
   const bool arriver = (tid & 31) == 0;            // one arrival per warp on `empty`
   auto sync = [] { named_barrier_sync(1, Plan::kMmaThreads); };
-  float acc[kAcc];
+  float acc[kHalves][kAcc];
   uint32_t frag[2][4][4];
   while (work.next(pair, s_begin, s_end)) {
-    const WgmmaTile tile = wgmma_tile<kTokens>(pair, m, n);
+    const WgmmaTile tile = wgmma_tile<kTokens, kRowsN>(pair, m, n);
 #pragma unroll
-    for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
-    // A step: wait for its stage, dequantize into `buffer` (free: the
-    // wgmmas that read it two steps ago are done) and issue the wgmmas; wait
-    // for all groups but this one, and free the stage of the step before.
+    for (int h = 0; h < kHalves; ++h) {
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) acc[h][i] = 0.0f;
+    }
+    // A step: wait for its stage; per half, dequantize into a register
+    // buffer (free: the wgmmas that read it, a half or a step ago, are done)
+    // and issue the wgmmas, then wait for all groups but this one. Free the
+    // stage of the step before. `parity`: the step's, which picks the
+    // buffers at one half per step (two alternate within a step at two).
     int previous = -1;
-    auto run_step = [&](uint32_t (&buffer)[4][4]) {
+    auto run_step = [&](int parity) {
       mbarrier_wait(full + 8 * slot, phase);
       const uint32_t offset = uint32_t(slot * kStepBytes);
-      wgmma_step<T, Step>(smem_ptr + offset, descriptor_at(a_desc, offset), acc, buffer, tid);
-      wgmma_wait<1>();
+#pragma unroll
+      for (int h = 0; h < kHalves; ++h) {
+        wgmma_step<T, Step>(smem_ptr + offset + h * Plan::kHalfBytes, descriptor_at(a_desc, offset), acc[h],
+                            frag[(parity * kHalves + h) & 1], tid);
+        wgmma_wait<1>();
+      }
       if (arriver && previous >= 0) mbarrier_arrive(empty + 8 * previous);
       previous = slot;
       if (++slot == kStages) slot = 0, phase ^= 1;
@@ -188,13 +224,16 @@ __global__ void __launch_bounds__(384, kBlocks)
     const int len = s_end - s_begin;
     int i = 0;
     for (; i + 2 <= len; i += 2) {
-      run_step(frag[0]);
-      run_step(frag[1]);
+      run_step(0);
+      run_step(1);
     }
-    if (i < len) run_step(frag[0]);
+    if (i < len) run_step(0);
     wgmma_wait<0>();
 #pragma unroll
-    for (int j = 0; j < kAcc; ++j) fence_operand(acc[j]);
+    for (int h = 0; h < kHalves; ++h) {
+#pragma unroll
+      for (int j = 0; j < kAcc; ++j) fence_operand(acc[h][j]);
+    }
     if (arriver) mbarrier_arrive(empty + 8 * previous);
     // The next kernel's blocks may launch from here (they wait for this
     // grid to finish): its launch overlaps this epilogue.
@@ -202,18 +241,30 @@ __global__ void __launch_bounds__(384, kBlocks)
 
     if (cluster_split) {
       // The ring is free: the copy thread's only segment was this one, and
-      // every MMA warp is past the wgmmas that read its last stage.
+      // every MMA warp is past the wgmmas that read its last stage. Each
+      // half's part in a memory of its own.
       sync();
-      wgmma_cluster_store<T, Step>(acc, reinterpret_cast<float*>(smem_ptr), c, ldc, tile.m0,
-                                   tile.nb * kWgmmaRowsN, m, n, vector_c, tid);
+#pragma unroll
+      for (int h = 0; h < kHalves; ++h) {
+        wgmma_cluster_store<T, Step>(acc[h], reinterpret_cast<float*>(smem_ptr + h * Step::kPartBytes), c, ldc,
+                                     tile.m0, tile.nb * kRowsN + h * kWgmmaRowsN, m, n, vector_c, tid);
+      }
       continue;  // (the block's only segment)
     }
     if (s_end - s_begin < steps) {
       __shared__ bool finisher;
-      if (!wgmma_fixup(acc, work, pair, arrivals, partials, tid, finisher, sync)) continue;
+      // The halves' accumulators as one part (the workspace holds kHalves x
+      // kAcc a thread: launch_gemm_wgmma_ws).
+      if (!wgmma_fixup(reinterpret_cast<float(&)[kHalves * kAcc]>(acc), work, pair, arrivals, partials, tid,
+                       finisher, sync)) {
+        continue;
+      }
     }
-    wgmma_store_c<T, Step, Plan::kOutTokens>(acc, staged, c, ldc, tile.m0, tile.nb * kWgmmaRowsN, m, n, vector_c,
-                                             tid, sync);
+#pragma unroll
+    for (int h = 0; h < kHalves; ++h) {
+      wgmma_store_c<T, Step, Plan::kOutTokens>(acc[h], staged, c, ldc, tile.m0, tile.nb * kRowsN + h * kWgmmaRowsN,
+                                               m, n, vector_c, tid, sync);
+    }
   }
 #endif  // INT4MM_WGMMA
 }
@@ -234,10 +285,10 @@ inline bool wgmma_ws_supports(const void* a, int64_t lda, const void* packed, co
 // wgmma_stream_k_grid. PDL for one wave without a workspace where the next
 // call's blocks cannot double up on SMs that this call leaves partly free
 // (one block per SM, or every slot taken: plan_gemm_wgmma's comment).
-template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks>
+template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks, int kRowsN>
 WgmmaGrid plan_gemm_wgmma_ws(int m, int n, int k, WgmmaSplit split, bool persistent) {
-  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
-  const int64_t tiles = (int64_t(n) + kWgmmaRowsN - 1) / kWgmmaRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks, kRowsN>;
+  const int64_t tiles = (int64_t(n) + kRowsN - 1) / kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const int64_t steps = (int64_t(k) + 63) / 64;
   if (tiles * steps == 0) return WgmmaGrid{0, 0, 1};
   const int64_t sms = sm_count(), slots = sms * kBlocks;
@@ -245,7 +296,7 @@ WgmmaGrid plan_gemm_wgmma_ws(int m, int n, int k, WgmmaSplit split, bool persist
   if (split != WgmmaSplit::kNone) grid = wgmma_stream_k_grid(tiles, steps, slots);
   const int size = wgmma_cluster_size(tiles, steps, slots, slots);
   if (split == WgmmaSplit::kCluster && size > 0) {
-    auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks>;
+    auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks, kRowsN>;
     static std::atomic<int> occupancy[kMaxCachedDevices] = {};
     static std::atomic<int> clusters[kWgmmaMaxCluster + 1][kMaxCachedDevices] = {};
     resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);  // allows its shared memory
@@ -261,19 +312,19 @@ WgmmaGrid plan_gemm_wgmma_ws(int m, int n, int k, WgmmaSplit split, bool persist
 // grid of its kinds); the workspace as launch_gemm_wgmma's. scales_and_zeros
 // has a row stride of ldsz (scale, zero) pairs: n for a whole call, the whole
 // call's n where this call takes a range of its columns (gemm.cu's tail).
-template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks>
+template <typename T, int kGroupSize, int kTokens, int kStages, int kBlocks, int kRowsN>
 void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* sz, int64_t ldsz, T* c, int64_t ldc,
                           int m, int n, int k, const WgmmaGrid& grid, void* workspace, size_t workspace_bytes,
                           cudaStream_t stream) {
-  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks>;
-  auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks>;
+  using Plan = WgmmaWsPlan<kTokens, kStages, kGroupSize, kBlocks, kRowsN>;
+  auto kernel = gemm_wgmma_ws_kernel<T, kGroupSize, kTokens, kStages, kBlocks, kRowsN>;
   if (grid.blocks == 0) return;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
   static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
   resident_blocks_per_sm(occupancy, kernel, Plan::kThreads, Plan::kSmemBytes);  // allows its shared memory
   const int64_t steps = (int64_t(k) + 63) / 64;
   const int64_t weight_tiles = (int64_t(n) + 15) / 16;
-  const int64_t tiles = (int64_t(n) + kWgmmaRowsN - 1) / kWgmmaRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
+  const int64_t tiles = (int64_t(n) + kRowsN - 1) / kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const CUtensorMap a_map = make_tensor_map_2d(a, 2, k, m, lda * 2, 64, kTokens, true);
   const CUtensorMap w_map = make_tensor_map_2d(packed, 4, steps * 128, weight_tiles, steps * 512, 128, 8, false);
   const CUtensorMap sz_map =
@@ -281,7 +332,9 @@ void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* 
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
   const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
-  with_wgmma_workspace<kTokens>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
+  // (The workspace's parts as those of kHalves x kTokens rows: wgmma_fixup
+  // takes the halves' accumulators as one.)
+  with_wgmma_workspace<kTokens * Plan::kHalves>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
                                 [&](int* arrivals, float4* partials) {
                                   launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes,
                                                 stream, pdl, unsigned(grid.cluster), "gemm_wgmma_ws_kernel", a_map,

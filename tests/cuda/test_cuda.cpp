@@ -363,11 +363,13 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
 // memory: on an H100, 4000 x 1152 in clusters of 3; 4000 x 640 at 70 rows
 // in pairs at 64 rows, in clusters of 3 at 128 / 256).
 using detail::cuda::WgmmaSplit;
-class WgmmaConfigs : public ::testing::TestWithParam<std::tuple<int, WgmmaSplit, Shape, DType, int64_t>> {};
+using WgmmaCase = std::tuple<int, WgmmaSplit, Shape, DType, int64_t>;
+class WgmmaConfigs : public ::testing::TestWithParam<WgmmaCase> {};
 
-TEST_P(WgmmaConfigs, MatchOracle) {
-  SKIP_WITHOUT_GPU();
-  const auto [tokens, split, shape, dtype, group_size] = GetParam();
+// One configuration of gemm_wgmma (weight_rows per block: 128, or 256 in
+// gemm_wgmma_ws) against the oracle.
+void expect_wgmma_case_matches_oracle(const WgmmaCase& param, int weight_rows) {
+  const auto [tokens, split, shape, dtype, group_size] = param;
   const auto [m, n, k] = shape;
   if (k % group_size != 0) GTEST_SKIP() << "K=" << k << " is not a multiple of " << group_size;
   Problem p = make_problem(m, n, k, group_size, dtype, uint32_t(tokens + m * 7 + n * 3 + k));
@@ -380,15 +382,21 @@ TEST_P(WgmmaConfigs, MatchOracle) {
   if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
     GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
   }
-  const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, tokens, split);
+  const detail::cuda::WgmmaGrid grid = detail::cuda::gemm_wgmma_grid(args, tokens, split, weight_rows);
   SCOPED_TRACE(detail::concat("grid: ", grid.blocks, " blocks, ", grid.dp_tiles, " whole tiles, clusters of ",
-                              grid.cluster));
-  detail::cuda::gemm_wgmma_with(args, tokens, split);
+                              grid.cluster, ", ", grid.weight_rows, " weight rows per tile"));
+  EXPECT_EQ(grid.weight_rows, weight_rows);
+  detail::cuda::gemm_wgmma_with(args, tokens, split, weight_rows);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemm_wgmma");
 }
 
-std::string wgmma_case_name(const ::testing::TestParamInfo<WgmmaConfigs::ParamType>& param) {
+TEST_P(WgmmaConfigs, MatchOracle) {
+  SKIP_WITHOUT_GPU();
+  expect_wgmma_case_matches_oracle(GetParam(), 128);
+}
+
+std::string wgmma_case_name(const ::testing::TestParamInfo<WgmmaCase>& param) {
   const auto [tokens, split, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
   const char* split_name = split == WgmmaSplit::kNone      ? "_direct"
@@ -420,6 +428,82 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(128))),
     wgmma_case_name);
+
+// gemm_wgmma_ws with 256 weight rows per block (two halves of 128 that read
+// one activation tile) at 64 activation rows, every split: N = 300 and
+// 4100, where the last tile's second half lies wholly past N (its weights
+// and scales zero-filled by the TMA unit) and 4000 (16 tiles, in clusters of
+// 6 on an H100 SXM); K tails at group 32; 64 x 1024 x 4096, where stream-K
+// splits each of 4 tiles over 32 blocks; 1100 x 4100 x 160, where the
+// persistent grid's blocks take 2 tiles.
+class WgmmaWideConfigs : public ::testing::TestWithParam<WgmmaCase> {};
+
+TEST_P(WgmmaWideConfigs, MatchOracle) {
+  SKIP_WITHOUT_GPU();
+  expect_wgmma_case_matches_oracle(GetParam(), 256);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OddShapes, WgmmaWideConfigs,
+    ::testing::Combine(::testing::Values(64),
+                       ::testing::Values(WgmmaSplit::kNone, WgmmaSplit::kStreamK, WgmmaSplit::kCluster),
+                       ::testing::Values(Shape{70, 300, 1152}, Shape{300, 4100, 640}, Shape{130, 72, 480},
+                                         Shape{5, 4000, 1152}, Shape{70, 4000, 640}, Shape{64, 1024, 4096},
+                                         Shape{1100, 4100, 160}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(32), int64_t(128))),
+    wgmma_case_name);
+
+// 256 weight rows per block only in gemm_wgmma_ws at 33..64 activation
+// rows: any other request is an error that names it, not a launch (checked
+// before any device work: runs without a GPU too).
+TEST(CudaKernels, WgmmaWideRowsOutOfRange) {
+  const Options options{Backend::kCuda};
+  detail::MmArgs args{DType::kBFloat16, nullptr, 640, nullptr, nullptr, nullptr, 1030, 70, 1030, 640, 128, &options};
+  // N % 4 != 0: gemm_wgmma_ws's tensor maps cannot take it.
+  expect_error([&] { detail::cuda::gemm_wgmma_with(args, 64, WgmmaSplit::kStreamK, 256); },
+               "gemm_wgmma_with: weight_rows=256, tokens=64, n=1030: 256 weight rows per block run only in "
+               "gemm_wgmma_ws at tokens 33..64");
+  args.n = args.ldc = 1028;
+  expect_error([&] { detail::cuda::gemm_wgmma_grid(args, 16, WgmmaSplit::kStreamK, 256); },
+               "weight_rows=256, tokens=16, n=1028");
+  expect_error([&] { detail::cuda::gemm_wgmma_grid(args, 128, WgmmaSplit::kCluster, 256); },
+               "weight_rows=256, tokens=128, n=1028");
+  expect_error([&] { detail::cuda::gemm_wgmma_grid(args, 64, WgmmaSplit::kStreamK, 512); },
+               "weight_rows=512, tokens=64, n=1028");
+}
+
+// Dispatch takes 256 weight rows (stream-K) at 64 activation rows where the
+// 128-row tiles would split stream-K and the 256-row tiles give each block
+// of one per SM at least 96 steps of 64 k: on an H100 SXM (132 SMs), the
+// bench's 8192 x 28672 and 28672 x 8192 at M = 40 and 64 (14336 steps of
+// 256-row tiles), not 5120 x 13824 (4320), 8192 x 8192 (clusters) or
+// 14336 x 4096 (3584), nor M = 128 (128 rows). Planning only: the operands
+// are 16-byte aligned placeholders, nothing is launched (the
+// WgmmaWideConfigs cases run the kernel through the same launch).
+TEST(CudaKernels, WgmmaWideRowsTakenByDispatch) {
+  SKIP_WITHOUT_GPU();
+  alignas(16) static const uint8_t placeholder[16] = {};
+  const Options options{Backend::kCuda};
+  // (K, N, M, weight rows)
+  const std::tuple<int64_t, int64_t, int64_t, int> cases[] = {
+      {8192, 28672, 64, 256}, {28672, 8192, 40, 256}, {5120, 13824, 64, 128}, {8192, 8192, 64, 128},
+      {14336, 4096, 64, 128}, {28672, 8192, 128, 128}};
+  for (const auto& [k, n, m, weight_rows] : cases) {
+    SCOPED_TRACE(detail::concat(k, " x ", n, " at M = ", m));
+    const detail::MmArgs args{DType::kBFloat16, placeholder, k, placeholder, placeholder, nullptr, n, m, n, k, 128,
+                              &options};
+    if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
+      GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
+    }
+    if (detail::cuda::sm_count() != 132) GTEST_SKIP() << "the expected plans are an H100 SXM's (132 SMs)";
+    const detail::cuda::WgmmaDispatch planned = detail::cuda::gemm_wgmma_dispatch(args);
+    EXPECT_EQ(planned.weight_rows, weight_rows);
+    if (weight_rows == 256) {
+      EXPECT_EQ(planned.split, WgmmaSplit::kStreamK);
+    }
+  }
+}
 
 // The cluster split is taken where the tests above expect it (so that they
 // test it): on an H100 SXM (132 SMs), 4000 x 640 at 70 rows of 128 per block
@@ -487,7 +571,7 @@ TEST(CudaKernels, WgmmaTailWaveTakesHalfTiles) {
     if (!detail::cuda::supports(MmKernel::kGemmWgmma, args)) {
       GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
     }
-    EXPECT_EQ(detail::cuda::gemm_wgmma_tail_column(args), sms / 2 * 128);
+    EXPECT_EQ(detail::cuda::gemm_wgmma_dispatch(args).tail_column, sms / 2 * 128);
     detail::cuda::mm_with(MmKernel::kGemmWgmma, args);
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemm_wgmma, two launches");

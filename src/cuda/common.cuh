@@ -1,5 +1,6 @@
 // Shared by the CUDA backend's translation units: error checking that raises
-// int4mm::Error (never exit), dtype traits, and small PTX helpers.
+// int4mm::Error (never exit; cuda_check.h), dtype traits, and small PTX
+// helpers.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -14,22 +15,10 @@
 #include <utility>
 
 #include "core/check.h"
+#include "cuda/cuda_check.h"
 #include "int4mm/int4mm.h"
 
 namespace int4mm::detail::cuda {
-
-// Throws int4mm::Error naming the call, file and line.
-inline void check_cuda(cudaError_t status, const char* call, const char* file, int line) {
-  if (status != cudaSuccess) {
-    throw Error(concat("cuda: ", call, " failed at ", file, ":", line, ": ",
-                       cudaGetErrorName(status), " (", cudaGetErrorString(status), ")"));
-  }
-}
-
-#define INT4MM_CUDA_CHECK(call) ::int4mm::detail::cuda::check_cuda((call), #call, __FILE__, __LINE__)
-// After a <<<launch>>>: reports configuration errors without synchronizing.
-#define INT4MM_CUDA_CHECK_LAUNCH(name) \
-  ::int4mm::detail::cuda::check_cuda(cudaGetLastError(), name, __FILE__, __LINE__)
 
 // Makes `device` the current device until the end of the scope, as the
 // frameworks' device guards do; restores the caller's device afterwards.
@@ -186,9 +175,7 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
     attribute.val.programmaticStreamSerializationAllowed = 1;
   }
   if (cluster > 1) attributes[config.numAttrs++] = cluster_dimension(cluster);
-  const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
-  if (status != cudaSuccess) cudaGetLastError();  // not left for the next launch's check to find
-  check_cuda(status, name, __FILE__, __LINE__);
+  check_cuda(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...), name, __FILE__, __LINE__);
 }
 
 // Dynamic shared memory (at least `smem`) with which one block of `kernel`

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "core/check.h"
+#include "cuda/cuda_check.h"
 #include "cuda/cuda_internal.h"
 #include "test_util.h"
 
@@ -771,6 +772,24 @@ TEST(CudaDequantize, MatchesReference) {
       }
     }
   }
+}
+
+// A failed CUDA call is reported once, by its own check: the runtime's last
+// error is cleared, so the next launch's check does not report it as its
+// own (v17: a kernel's refused shared-memory attribute failed the next test's
+// pack launch). Then a call works.
+TEST(CudaErrors, FailedCallIsReportedOnce) {
+  SKIP_WITHOUT_GPU();
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  expect_error([&] { INT4MM_CUDA_CHECK(cudaSetDevice(count)); }, "cuda: cudaSetDevice(count) failed at ");
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  Problem p = make_problem(1, 16, 64, 32, DType::kBFloat16);
+  GpuProblem gpu(p, 16);  // packs on the GPU: a launch and its check
+  weight_int4pack_mm(on_gpu(p.a_view(), gpu.a), gpu.packed_view(), 32, on_gpu(p.sz_view(), gpu.sz),
+                     on_gpu(TensorView::contiguous(nullptr, p.dtype, {p.m, p.n}), gpu.c));
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  expect_matches_oracle(p, oracle(p), gpu.result(16), 16, "after a failed call");
 }
 
 TEST(CudaErrors, HostMemoryLabelledCudaIsAnErrorNotAFault) {

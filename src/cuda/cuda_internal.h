@@ -87,7 +87,7 @@ struct WgmmaGrid {
 // kGemmWgmma with an explicit configuration, for tests and benchmarks
 // (gemm.cu): activation rows per block (16, 32, 64, 128 or 256: the smallest
 // that holds `tokens`), the split and the weight rows per block (128, or 256
-// in gemm_wgmma_ws at 33..128 activation rows where it takes the operands;
+// in gemm_wgmma_ws at 33..64 activation rows where it takes the operands;
 // an error otherwise); gemm_wgmma_grid tells the grid that such a call
 // launches on the current device.
 void gemm_wgmma_with(const MmArgs& args, int tokens, WgmmaSplit split, int weight_rows = 128);

@@ -353,11 +353,12 @@ WgmmaDispatch plan_dispatch(const MmArgs& args) {
   // rows give each block of one per SM at least 96 steps (K = 6144) of
   // them: 256 weight rows per block, stream-K, which read each activation
   // tile once per 256 weight rows instead of 128, and hand on twice the
-  // float32 part per split tile. On an H100 (docs/cuda.md, v17, two rounds
-  // each): 28672 x 8192 and 8192 x 28672 (108-112 steps a block) at
-  // M = 33-64 1.05-1.10x faster; 5120 x 13824 (33 steps) 1.07x slower,
-  // 8192 x 14336 and 14336 x 8192 (54-56) level; in clusters (8192 x 8192,
-  // 4096 x 4096) 1.3-1.4x slower, split over 8 blocks (14336 x 4096) 1.12x.
+  // float32 part per split tile. On an H100 (docs/cuda.md, v17: two rounds,
+  // then the final build once): 28672 x 8192 and 8192 x 28672 (108-112
+  // steps a block) at M = 33-64 1.05-1.13x faster; 5120 x 13824 (33 steps)
+  // 1.07x slower, 8192 x 14336 and 14336 x 8192 (54-56) level; in clusters
+  // (8192 x 8192, 4096 x 4096) 1.3-1.4x slower, split over 8 blocks
+  // (14336 x 4096) 1.12x.
   // INT4MM_WS_WIDE=0: 128 rows everywhere.
   static const bool wide = switched_on("INT4MM_WS_WIDE");
   if (wide && tokens == 64 && takes_wgmma_ws(args, tokens, split)) {

@@ -53,7 +53,7 @@
 // tile once per 256 weight rows (one TMA box, then two weight boxes and two
 // scale/zero boxes a step; a half past N comes in zero-filled). Dispatched
 // at 64 activation rows only, where the tiles split stream-K over long runs
-// (gemm.cu, plan_dispatch): 1.05-1.10x faster on the largest weights, slower
+// (gemm.cu, plan_dispatch): 1.05-1.13x faster on the largest weights, slower
 // where the tiles split finely (each split tile hands on twice the float32
 // part).
 //
@@ -334,13 +334,12 @@ void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* 
   const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
   // (The workspace's parts as those of kHalves x kTokens rows: wgmma_fixup
   // takes the halves' accumulators as one.)
-  with_wgmma_workspace<kTokens * Plan::kHalves>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
-                                [&](int* arrivals, float4* partials) {
-                                  launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes,
-                                                stream, pdl, unsigned(grid.cluster), "gemm_wgmma_ws_kernel", a_map,
-                                                w_map, sz_map, c, ldc, arrivals, partials, m, n, k, grid.dp_tiles,
-                                                vector_c, grid.cluster > 1);
-                                });
+  with_wgmma_workspace<kTokens * Plan::kHalves>(
+      grid, tiles, !no_workspace, workspace, workspace_bytes, stream, [&](int* arrivals, float4* partials) {
+        launch_kernel(kernel, unsigned(grid.blocks), Plan::kThreads, Plan::kSmemBytes, stream, pdl,
+                      unsigned(grid.cluster), "gemm_wgmma_ws_kernel", a_map, w_map, sz_map, c, ldc, arrivals,
+                      partials, m, n, k, grid.dp_tiles, vector_c, grid.cluster > 1);
+      });
 }
 
 }  // namespace int4mm::detail::cuda

@@ -433,10 +433,10 @@ INSTANTIATE_TEST_SUITE_P(
 // gemm_wgmma_ws with 256 weight rows per block (two halves of 128 that read
 // one activation tile) at 64 activation rows, every split: N = 300 and
 // 4100, where the last tile's second half lies wholly past N (its weights
-// and scales zero-filled by the TMA unit) and 4000 (16 tiles, in clusters of
-// 6 on an H100 SXM); K tails at group 32; 64 x 1024 x 4096, where stream-K
-// splits each of 4 tiles over 32 blocks; 1100 x 4100 x 160, where the
-// persistent grid's blocks take 2 tiles.
+// and scales zero-filled by the TMA unit), and 4000 (at M = 5, 16 tiles in
+// clusters of 6 on an H100 SXM); K tails at group 32; 64 x 1024 x 4096,
+// where stream-K splits each of 4 tiles over 32 blocks; 1100 x 4100 x 160,
+// where the persistent grid's blocks (one per SM) take 2-3 of 306 tiles.
 class WgmmaWideConfigs : public ::testing::TestWithParam<WgmmaCase> {};
 
 TEST_P(WgmmaWideConfigs, MatchOracle) {

@@ -149,9 +149,9 @@ WgmmaGrid plan_config(const MmArgs& args, int tokens, WgmmaSplit split, bool lon
   return grid;
 }
 
-// gemm_wgmma's tiles (128 weight rows x `tokens` activation rows) of a call.
-int64_t wgmma_tiles(const MmArgs& args, int tokens) {
-  return (args.n + kWgmmaRowsN - 1) / kWgmmaRowsN * ((args.m + tokens - 1) / tokens);
+// gemm_wgmma's tiles (`weight_rows` x `tokens` activation rows) of a call.
+int64_t wgmma_tiles(const MmArgs& args, int tokens, int weight_rows = kWgmmaRowsN) {
+  return (args.n + weight_rows - 1) / weight_rows * ((args.m + tokens - 1) / tokens);
 }
 
 // One call's split, configuration and grid: kCluster where no clusters fit
@@ -362,7 +362,7 @@ WgmmaDispatch plan_dispatch(const MmArgs& args) {
   // INT4MM_WS_WIDE=0: 128 rows everywhere.
   static const bool wide = switched_on("INT4MM_WS_WIDE");
   if (wide && tokens == 64 && takes_wgmma_ws(args, tokens, split)) {
-    const int64_t tiles_256 = (args.n + 2 * kWgmmaRowsN - 1) / (2 * kWgmmaRowsN) * ((args.m + 63) / 64);
+    const int64_t tiles_256 = wgmma_tiles(args, tokens, 2 * kWgmmaRowsN);
     const int64_t steps = (args.k + 63) / 64;
     if (plan_call(args, tokens, split).split == WgmmaSplit::kStreamK && tiles_256 * steps >= 96 * sms) {
       return {tokens, WgmmaSplit::kStreamK, 0, WgmmaSplit::kNone, 2 * kWgmmaRowsN};

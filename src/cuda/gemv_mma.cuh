@@ -84,6 +84,14 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* ptr, uint64_t polic
   return v;
 }
 
+// One (scale, zero) pair, 4 bytes, through the read-only path (LDG.CONSTANT;
+// gemv_mma_kernel says where).
+template <typename T2, typename T>
+__device__ __forceinline__ T2 load_pair_read_only(const T* ptr) {
+  const unsigned int u = __ldg(reinterpret_cast<const unsigned int*>(ptr));
+  return *reinterpret_cast<const T2*>(&u);
+}
+
 __device__ __forceinline__ void prefetch_l2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
 
 // 16-byte global -> shared copy (dst: a shared-space address), zero-filled
@@ -219,6 +227,19 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
                     int64_t ldc, int m, int n, int k,
                     bool early) {  // launched with PDL (launch_gemv_mma)
   static_assert(kSteps * 64 % kGroupSize == 0, "a chunk must hold whole groups");
+  // How a chunk's loads are issued, by measurement (docs/cuda.md, v18):
+  //   kReadOnlySz   the scale/zero pairs through LDG.CONSTANT: 1.01-1.14x at
+  //                 group 32, 1.00-1.03x at 128 and 256 (M <= 4). Group 64
+  //                 lost up to 0.92x with it (4 tiles) and the 16-warp
+  //                 kernels up to 0.92x (M = 16, with kWeightsFirst): both
+  //                 keep v17's generic loads and order (same SASS as v17).
+  //   kWeightsFirst the weights' loads before A's copy is staged: 1.05-1.08x
+  //                 at M = 5..8 on 8192 x 8192, 14336 x 4096 and 28672 x 8192
+  //                 (0.95x on 4096 x 4096). In v17's order ptxas issued six
+  //                 of the eight weight loads after the wait for A's copy once
+  //                 the pairs' loads were LDG (0.88-0.94x).
+  constexpr bool kReadOnlySz = kGroupSize != 64 && kWarps <= 8;
+  constexpr bool kWeightsFirst = kStagedA && kWarps <= 8;
   using T2 = typename Pair<T>::type;
   constexpr int kChunkK = kSteps * 64;
   constexpr int kGroupsPerChunk = kChunkK / kGroupSize;
@@ -314,19 +335,23 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         const bool group_ok = group * kGroupSize < k;
         const T2 zero2{T(0.0f), T(0.0f)};
         const T* p = sz + (int64_t(group) * n + row0) * 2;
-        sz_cur[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
-        sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
+        if constexpr (kReadOnlySz) {
+          sz_cur[tt][gi][0] = group_ok && row0 < n ? load_pair_read_only<T2>(p) : zero2;
+          sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? load_pair_read_only<T2>(p + 16) : zero2;
+        } else {  // v17's: compiled to generic loads (LD.E)
+          sz_cur[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
+          sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
+        }
       }
     }
   };
 
   for (int chunk = warp; chunk < chunks; chunk += kWarps) {
+    if constexpr (!kStagedA || kWeightsFirst) load_chunk(chunk);
     if constexpr (kStagedA) {
       __syncwarp();  // every lane's ldmatrix of the last chunk is done
       stage_a(chunk);
-    }
-    load_chunk(chunk);
-    if constexpr (kStagedA) {
+      if constexpr (!kWeightsFirst) load_chunk(chunk);
       cp_async_wait<0>();
       __syncwarp();
     }

@@ -226,9 +226,10 @@ INSTANTIATE_TEST_SUITE_P(
 // gemv_mma's every compiled shape (gemv_built in dispatch.cu: tiles per
 // block x steps per chunk x warps x A direct or staged x weights folded per
 // group or scaled), which dispatch picks by M, N, group size and alignment:
-// N leaves the last block partly empty, K ends inside a chunk (and, with 16
-// warps, gives some warps one chunk more than others), M leaves staged rows
-// to zero-fill.
+// N leaves the last block partly empty, K ends inside a chunk and gives some
+// warps one chunk more than others (K = 4736: 18.5 chunks of 4 steps, so
+// each warp refills its registers with a second and third chunk), M leaves
+// staged rows to zero-fill.
 using detail::cuda::GemvShape;
 class GemvShapes : public ::testing::TestWithParam<std::tuple<GemvShape, Shape, DType, int64_t>> {};
 
@@ -260,7 +261,8 @@ INSTANTIATE_TEST_SUITE_P(
     OddShapes, GemvShapes,
     ::testing::Combine(::testing::Values(GemvShape{1, 2}, GemvShape{1, 4}, GemvShape{2, 2}, GemvShape{2, 4},
                                          GemvShape{4, 2}, GemvShape{4, 4}),
-                       ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{13, 136, 1344}),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{7, 40, 576}, Shape{13, 136, 1344},
+                                         Shape{3, 72, 4736}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(32), int64_t(64), int64_t(128), int64_t(256))),
     gemv_case_name);

@@ -229,10 +229,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   static_assert(kSteps * 64 % kGroupSize == 0, "a chunk must hold whole groups");
   // How a chunk's loads are issued, by measurement (docs/cuda.md, v18):
   //   kReadOnlySz   the scale/zero pairs through LDG.CONSTANT: 1.01-1.14x at
-  //                 group 32, 1.00-1.03x at 128 and 256 (M <= 4). Group 64
-  //                 lost up to 0.92x with it (4 tiles) and the 16-warp
-  //                 kernels up to 0.92x (M = 16, with kWeightsFirst): both
-  //                 keep v17's generic loads and order (same SASS as v17).
+  //                 group 32 (M <= 8), 1.00-1.03x at 128 and 256 (M <= 4).
+  //                 Group 64 lost up to 0.92x with it (4 tiles) and the
+  //                 16-warp kernels up to 0.92x (M = 16, with kWeightsFirst):
+  //                 both keep v17's generic loads and order (same SASS as v17).
   //   kWeightsFirst the weights' loads before A's copy is staged: 1.05-1.08x
   //                 at M = 5..8 on 8192 x 8192, 14336 x 4096 and 28672 x 8192
   //                 (0.95x on 4096 x 4096). In v17's order ptxas issued six

@@ -227,9 +227,9 @@ INSTANTIATE_TEST_SUITE_P(
 // block x steps per chunk x warps x A direct or staged x weights folded per
 // group or scaled), which dispatch picks by M, N, group size and alignment:
 // N leaves the last block partly empty, K ends inside a chunk and gives some
-// warps one chunk more than others (K = 4736: 18.5 chunks of 4 steps, so
-// each warp refills its registers with a second and third chunk), M leaves
-// staged rows to zero-fill.
+// warps one chunk more than others (K = 4736: 18.5 chunks of 4 steps, 37
+// of 2, so the 8 warps run 2-5 chunks each through the same registers), M
+// leaves staged rows to zero-fill.
 using detail::cuda::GemvShape;
 class GemvShapes : public ::testing::TestWithParam<std::tuple<GemvShape, Shape, DType, int64_t>> {};
 

@@ -338,7 +338,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         if constexpr (kReadOnlySz) {
           sz_cur[tt][gi][0] = group_ok && row0 < n ? load_pair_read_only<T2>(p) : zero2;
           sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? load_pair_read_only<T2>(p + 16) : zero2;
-        } else {  // v17's: compiled to generic loads (LD.E)
+        } else {  // v17's, inline: through a helper it compiled to LDG as well, not LD.E
           sz_cur[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
           sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
         }

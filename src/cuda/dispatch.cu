@@ -52,6 +52,7 @@ namespace {
 // no register double buffer (it cost more occupancy than it hid latency), and
 // register caps that keep 3 blocks (1 tile) or 2 blocks (2 tiles) per SM.
 constexpr int kGemvWarps = 8;
+constexpr int kGemvWarps12 = 12;  // M <= 4, group 128, at most 2 blocks per SM (gemv_shape)
 constexpr int kGemvSteps = 4;  // gemv_simt's; gemv_mma's per call (gemv_shape)
 constexpr int64_t kMmaMaxM = 32;
 constexpr int64_t kSimtMaxM = 4;
@@ -97,7 +98,10 @@ namespace {
 //             group 32 and 4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us
 //             against 67.1, group 64 52.1 against 54.8, v9)
 //   M 1..4    group >= 128: 2 tiles where wide, else 1; 2 steps for group
-//             128 where K <= N, else 4 (group 256: a chunk holds whole groups)
+//             128 where K <= N, else 4 (group 256: a chunk holds whole groups);
+//             with 2 steps, 1 tile where 2-tile blocks take 1-2 waves. Group
+//             128 whose grid has at most 2 blocks per SM: 12-warp blocks (1
+//             tile, or 2 of 2 steps; v19)
 //   M 5..8    group 128: scaled, 4 tiles and 2 steps where N/16 >= 4 x SMs
 //             (4096 x 14336 14.5 us against 15.4, v9); else staged and
 //             scaled, 2 tiles and 4 steps (v8, v9); without staged A, 4
@@ -127,7 +131,23 @@ GemvShape gemv_shape(const MmArgs& args) {
     }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
   }
-  if (args.m <= 4) return {wide ? 2 : 1, group == 128 && args.k <= args.n ? 2 : 4};
+  if (args.m <= 4) {
+    const int steps = group == 128 && args.k <= args.n ? 2 : 4;
+    // 2 tiles where wide, but 1 where 2-tile blocks of 2 steps (3 per SM)
+    // would run one wave and part of a second: 4096 x 14336 1.07-1.10x
+    // (v19 workbench: 896 blocks, 2.3 waves, against 448, 1.1 waves).
+    const bool second_wave = steps == 2 && (tiles(args) + 1) / 2 > 3 * sms && (tiles(args) + 1) / 2 <= 6 * sms;
+    const int t = wide && !second_wave ? 2 : 1;
+    // Group 128 where the 8-warp grid leaves a third of its block slots
+    // empty (at most 2 blocks per SM): blocks of 12 warps, 2 per SM, keep
+    // half again as many loads in flight (v19: 4096 x 4096, 8192 x 8192,
+    // 14336 x 4096 1.03-1.15x), but not with 2 tiles of 4 steps (28672 x
+    // 8192 0.70-0.87x). INT4MM_GEMV_W12=0: off.
+    static const bool w12 = switched_on("INT4MM_GEMV_W12");
+    const int64_t blocks = (tiles(args) + t - 1) / t;
+    const bool warps12 = w12 && group == 128 && blocks <= 2 * sms && t * steps <= 4;
+    return {t, steps, warps12 ? kGemvWarps12 : kGemvWarps};
+  }
   if (args.m <= 8) {
     if (group == 128 && very_wide) return {4, 2, kGemvWarps, false, true};
     if (staged) return {2, 4, kGemvWarps, true, true};
@@ -147,7 +167,8 @@ GemvShape gemv_shape(const MmArgs& args) {
 // and the workbench reach those). gemv_mma's launch table follows this list.
 //   folded, direct   8 warps: tiles 1, 2 or 4 (M <= 8), 2 or 4 (M <= 16),
 //                    1 (M <= 32); 2 or 4 steps holding whole groups. 16 warps:
-//                    4 tiles, 2 steps, group 128, M <= 8
+//                    4 tiles, 2 steps, group 128, M <= 8. 12 warps: 1 tile
+//                    with 2 or 4 steps, 2 with 2; group 128, M <= 4
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
 //                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
 //                    tiles and 2 steps (group 64, 128);
@@ -163,7 +184,8 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
                                          : s.tiles == 1;
     return tiles_ok && (s.warps == kGemvWarps ||
-                        (s.warps == 2 * kGemvWarps && args.m <= 8 && s.tiles == 4 && s.steps == 2 && group == 128));
+                        (s.warps == 2 * kGemvWarps && args.m <= 8 && s.tiles == 4 && s.steps == 2 && group == 128) ||
+                        (s.warps == kGemvWarps12 && args.m <= 4 && s.tiles * s.steps <= 4 && group == 128));
   }
   if (args.m <= 8) {
     if (s.warps != kGemvWarps || group > 128) return false;
@@ -205,9 +227,10 @@ template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarp
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
-  // one block.
+  // one block; 12 warps: two.
   constexpr int kFragments = kTiles * kMTiles;
-  constexpr int kMinBlocks = kWarps > kGemvWarps                                                         ? 1
+  constexpr int kMinBlocks = kWarps == kGemvWarps12                                                       ? 2
+                             : kWarps > kGemvWarps                                                       ? 1
                              : kFragments == 1                                                           ? 3
                              : kMTiles == 1 && kTiles == 2 && kSteps == 2 && (kGroup == 128 || kScaledW) ? 3
                              : kMTiles == 1 || (kFragments == 4 && kSteps == 2)                          ? 2
@@ -231,6 +254,14 @@ template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
   if constexpr (kGroup == 128 && kMTiles == 1 && kTiles == 4) {
     if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, 4, 2, 2 * kGemvWarps>(args, stream);
+  }
+  if constexpr (kGroup == 128 && kMTiles == 1 && kTiles <= 2) {
+    if (shape.warps == kGemvWarps12) {
+      if constexpr (kTiles == 1) {
+        if (shape.steps == 4) return launch_mma<T, kGroup, 1, 1, 4, kGemvWarps12>(args, stream);
+      }
+      return launch_mma<T, kGroup, 1, kTiles, 2, kGemvWarps12>(args, stream);
+    }
   }
   if constexpr (kGroup <= 128) {  // 2 steps hold whole groups
     if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);
@@ -406,7 +437,8 @@ void gemv_mma_with(const MmArgs& args, const GemvShape& shape) {
          ", staged_a=", shape.staged_a ? "true" : "false", ", scaled_w=", shape.scaled_w ? "true" : "false",
          " at M=", args.m, ", group_size=", args.group_size,
          " (folded: 8 warps, tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32, steps 2 or 4 holding whole"
-         " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8; unstaged."
+         " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8; 12 warps with 1 tile and 2 or 4 steps or"
+         " 2 tiles and 2 steps, group 128 up to M = 4; unstaged."
          " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 2 tiles and 2 steps"
          " (group 64), 4 tiles and 2 steps (group >= 64), staged 2 tiles and 4 steps (group 128); M = 9..16,"
          " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128)");

@@ -233,12 +233,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   //                 Group 64 lost up to 0.92x with it (4 tiles) and the
   //                 16-warp kernels up to 0.92x (M = 16, with kWeightsFirst):
   //                 both keep v17's generic loads and order (same SASS as v17).
+  //                 The 12-warp kernels take it (1.00-1.05x, v19).
   //   kWeightsFirst the weights' loads before A's copy is staged: 1.05-1.08x
   //                 at M = 5..8 on 8192 x 8192, 14336 x 4096 and 28672 x 8192
   //                 (0.95x on 4096 x 4096). In v17's order ptxas issued six
   //                 of the eight weight loads after the wait for A's copy once
   //                 the pairs' loads were LDG (0.88-0.94x).
-  constexpr bool kReadOnlySz = kGroupSize != 64 && kWarps <= 8;
+  constexpr bool kReadOnlySz = kGroupSize != 64 && kWarps < 16;
   constexpr bool kWeightsFirst = kStagedA && kWarps <= 8;
   using T2 = typename Pair<T>::type;
   constexpr int kChunkK = kSteps * 64;
@@ -293,7 +294,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // holds a whole SM (16 warps), it waits with its warps' first weights on
   // their way to L2: 1.03-1.07x faster at M = 16 (v9). Elsewhere the
   // prefetch's code alone made some shapes up to 1.09x slower.
-  if (kWarps > 8 && early && warp < chunks) {
+  if (kWarps >= 16 && early && warp < chunks) {
 #pragma unroll
     for (int tt = 0; tt < kTiles; ++tt) {
 #pragma unroll

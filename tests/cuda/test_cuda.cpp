@@ -274,6 +274,15 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
+// 12 warps (M <= 4, group 128): 1280 k in 10 or 5 chunks leaves 2-10 warps
+// without one, 4736 k gives some warps 2 chunks of 4 steps and others 1.
+INSTANTIATE_TEST_SUITE_P(
+    Warps12, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12}, GemvShape{1, 4, 12}, GemvShape{2, 2, 12}),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    gemv_case_name);
+
 // Scaled weights up to M = 8, per group size; staged A (group 128): the
 // chunks of 33 64-k steps fall unevenly on the warps, the staged rows past
 // M are zero-filled.
@@ -356,6 +365,21 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   args.group_size = 64;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
                "warps=16, staged_a=false, scaled_w=false at M=8, group_size=64");
+  // 12 warps: folded, 1 tile with 2 or 4 steps or 2 tiles with 2, M <= 4,
+  // group 128.
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12}); },
+               "tiles=2, steps=2, warps=12, staged_a=false, scaled_w=false at M=8, group_size=64");
+  args.m = 4;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12}); }, "warps=12, staged_a=false, "
+               "scaled_w=false at M=4, group_size=64");
+  args.group_size = 256;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 12}); }, "warps=12, staged_a=false, "
+               "scaled_w=false at M=4, group_size=256");
+  args.group_size = 128;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 12}); }, "tiles=4, steps=2, warps=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 12}); }, "tiles=2, steps=4, warps=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, false, true}); },
+               "warps=12, staged_a=false, scaled_w=true at M=4");
 }
 
 // gemm_wgmma's every configuration (rows per block x one block per tile,

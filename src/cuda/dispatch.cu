@@ -134,8 +134,8 @@ GemvShape gemv_shape(const MmArgs& args) {
   if (args.m <= 4) {
     const int steps = group == 128 && args.k <= args.n ? 2 : 4;
     // 2 tiles where wide, but 1 where 2-tile blocks of 2 steps (3 per SM)
-    // would run one wave and part of a second: 4096 x 14336 1.07-1.10x
-    // (v19 workbench: 896 blocks, 2.3 waves, against 448, 1.1 waves).
+    // would run one wave and part of a second: 4096 x 14336 1.02-1.07x
+    // (v19: 896 blocks, 2.3 waves, against 448, 1.1 waves).
     const bool second_wave = steps == 2 && (tiles(args) + 1) / 2 > 3 * sms && (tiles(args) + 1) / 2 <= 6 * sms;
     const int t = wide && !second_wave ? 2 : 1;
     // Group 128 where the 8-warp grid leaves a third of its block slots

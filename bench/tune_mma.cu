@@ -409,10 +409,12 @@ int main(int argc, char** argv) {
   std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {8192, 8192},
                                              {8192, 28672}, {28672, 8192}};
   // Variant name parts separated by '|' (any of them); "-part": all others.
+  // A filter that starts with "--" names the part "--" of gemv names
+  // ("gemv M1 T2 W8 S2 -- -- B3"): it selects, not excludes.
   const char* filter = argc > 2 && argv[2][0] != '\0' ? argv[2] : nullptr;
   auto selected = [filter](const std::string& name) {
     if (filter == nullptr) return true;
-    const bool exclude = filter[0] == '-';
+    const bool exclude = filter[0] == '-' && filter[1] != '-';
     const std::string parts = filter + (exclude ? 1 : 0);
     bool found = false;
     for (size_t begin = 0, end; begin <= parts.size() && !found; begin = end + 1) {

@@ -136,7 +136,8 @@ GemvShape gemv_shape(const MmArgs& args) {
     // 2 tiles where wide, but 1 where 2-tile blocks of 2 steps (3 per SM)
     // would run one wave and part of a second: 4096 x 14336 1.02-1.07x
     // (v19: 896 blocks, 2.3 waves, against 448, 1.1 waves).
-    const bool second_wave = steps == 2 && (tiles(args) + 1) / 2 > 3 * sms && (tiles(args) + 1) / 2 <= 6 * sms;
+    const int64_t pairs = (tiles(args) + 1) / 2;  // 2-tile blocks
+    const bool second_wave = steps == 2 && pairs > 3 * sms && pairs <= 6 * sms;
     const int t = wide && !second_wave ? 2 : 1;
     // Group 128 where the 8-warp grid leaves a third of its block slots
     // empty (at most 2 blocks per SM): blocks of 12 warps, 2 per SM, keep

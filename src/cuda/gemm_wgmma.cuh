@@ -263,8 +263,10 @@ __device__ __forceinline__ int wgmma_acc_token(int tid, int i) { return (i >> 2)
 // accumulators (slot 0: its first segment, slot 1: its last), then counts
 // itself in; the last one reads the others' slots into its registers and
 // returns true (it writes C). `sync` is a barrier over the 256 MMA threads;
-// `finisher` a shared flag.
-template <int kAcc, typename Sync>
+// `finisher` a shared flag. The finisher reads kBatch parts at once, every
+// load of a batch issued before its first add (one L2 round trip a batch
+// instead of one a part), at kBatch x kAcc registers more a thread.
+template <int kAcc, int kBatch = 1, typename Sync>
 __device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork& work, int64_t tile,
                                             int* arrivals, float4* partials, int tid, bool& finisher,
                                             Sync&& sync) {
@@ -286,13 +288,40 @@ __device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork&
   sync();
   if (!finisher) return false;
   __threadfence();
-  for (int64_t block = first; block <= last; ++block) {
-    if (block == blockIdx.x) continue;
-    const float4* const theirs = slot_of(block);
+  if constexpr (kBatch == 1) {
+    for (int64_t block = first; block <= last; ++block) {
+      if (block == blockIdx.x) continue;
+      const float4* const theirs = slot_of(block);
 #pragma unroll
-    for (int i = 0; i < kAcc / 4; ++i) {
-      const float4 v = __ldcg(theirs + i * kThreads);
-      acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+      for (int i = 0; i < kAcc / 4; ++i) {
+        const float4 v = __ldcg(theirs + i * kThreads);
+        acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+      }
+    }
+  } else {
+    // The other blocks' parts, p = 0 .. parts - 1 (block first + p, past
+    // this one), kBatch at a time. A partial last batch reads the last part
+    // again and adds nothing: the adds are selects, since with branches
+    // ptxas sinks a batch's later loads under them.
+    const int parts = int(last - first);
+    for (int p0 = 0; p0 < parts; p0 += kBatch) {
+      float4 v[kBatch][kAcc / 4];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int64_t block = first + std::min(p0 + b, parts - 1);
+        const float4* const theirs = slot_of(block >= blockIdx.x ? block + 1 : block);
+#pragma unroll
+        for (int i = 0; i < kAcc / 4; ++i) v[b][i] = __ldcg(theirs + i * kThreads);
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const bool real = p0 + b < parts;
+#pragma unroll
+        for (int i = 0; i < kAcc / 4; ++i) {
+          acc[4 * i] += real ? v[b][i].x : 0.0f, acc[4 * i + 1] += real ? v[b][i].y : 0.0f;
+          acc[4 * i + 2] += real ? v[b][i].z : 0.0f, acc[4 * i + 3] += real ? v[b][i].w : 0.0f;
+        }
+      }
     }
   }
   return true;

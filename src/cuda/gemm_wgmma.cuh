@@ -289,6 +289,8 @@ __device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork&
   if (!finisher) return false;
   __threadfence();
   if constexpr (kBatch == 1) {
+    // One part at a time: v15's loop, which gemm_wgmma keeps (the batched
+    // form's indexing cost its 64-row kernel 76 bytes of spills, v20).
     for (int64_t block = first; block <= last; ++block) {
       if (block == blockIdx.x) continue;
       const float4* const theirs = slot_of(block);

@@ -666,6 +666,30 @@ TEST(CudaKernels, WgmmaLoneBlocksTakeLongStages) {
   EXPECT_EQ(clusters.stage_steps, 4);
 }
 
+// Three calls in one stream, each reading the last one's C ([m, n], bf16) as
+// its A (N = K), give what the same calls give with a synchronize after each:
+// launches with PDL must wait before they read A or write C. `call(a, c)`
+// launches one call on `stream`.
+template <typename Call>
+void expect_chained_calls_match_synchronized_ones(const Problem& p, cudaStream_t stream, Call call) {
+  const size_t bytes = size_t(p.m * p.n) * 2;
+  auto chain = [&](bool synchronized) {
+    DeviceBuffer x(p.a.data(), bytes), y(bytes);
+    for (int i = 0; i < 3; ++i) {
+      const bool even = i % 2 == 0;
+      call(even ? x : y, even ? y : x);
+      if (synchronized) check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    }
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    return y.to_host<uint16_t>(size_t(p.m * p.n));
+  };
+  const std::vector<uint16_t> expected = chain(true);
+  int non_finite = 0;
+  for (uint16_t v : expected) non_finite += !std::isfinite(detail::bf16_to_float(v));
+  EXPECT_EQ(non_finite, 0);
+  EXPECT_EQ(chain(false), expected);
+}
+
 // Back-to-back gemm_wgmma calls, each reading the one before's output as its
 // activations (and the third overwriting what the second reads), launched
 // with PDL where the grid qualifies: the same bits as with the device
@@ -676,7 +700,7 @@ TEST(CudaKernels, WgmmaLoneBlocksTakeLongStages) {
 // H100 SXM, 24 tiles).
 TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
-  const int64_t m = 70, n = 3072;  // N = K: C is the next call's A
+  const int64_t m = 70, n = 3072;
   Problem p = make_problem(m, n, n, 128, DType::kBFloat16, 11);
   GpuProblem gpu(p, n);
   cudaStream_t stream;
@@ -692,7 +716,6 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
     cudaStreamDestroy(stream);
     GTEST_SKIP() << "gemm_wgmma needs a compute capability 9.0 GPU";
   }
-  const size_t bytes = size_t(m * n) * 2;
   for (const auto& config : {std::pair{16, WgmmaSplit::kNone}, std::pair{32, WgmmaSplit::kNone},
                              std::pair{64, WgmmaSplit::kNone}, std::pair{128, WgmmaSplit::kNone},
                              std::pair{256, WgmmaSplit::kNone}, std::pair{64, WgmmaSplit::kCluster},
@@ -701,21 +724,35 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
     const WgmmaSplit split = config.second;
     SCOPED_TRACE(detail::concat("tokens ", tokens, ", split ", int(split)));
     EXPECT_TRUE(detail::cuda::gemm_wgmma_grid(args(gpu.a, gpu.c), tokens, split).pdl);
-    auto chain = [&](bool synchronized) {
-      DeviceBuffer x(p.a.data(), bytes), y(bytes);
-      for (int call = 0; call < 3; ++call) {
-        const bool even = call % 2 == 0;
-        detail::cuda::gemm_wgmma_with(args(even ? x : y, even ? y : x), tokens, split);
-        if (synchronized) check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-      }
-      check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-      return y.to_host<uint16_t>(size_t(m * n));
-    };
-    const std::vector<uint16_t> expected = chain(true);
-    int non_finite = 0;
-    for (uint16_t v : expected) non_finite += !std::isfinite(detail::bf16_to_float(v));
-    EXPECT_EQ(non_finite, 0);
-    EXPECT_EQ(chain(false), expected);
+    expect_chained_calls_match_synchronized_ones(p, stream, [&](const DeviceBuffer& a, DeviceBuffer& c) {
+      detail::cuda::gemm_wgmma_with(args(a, c), tokens, split);
+    });
+  }
+  check(cudaStreamDestroy(stream), "cudaStreamDestroy");
+}
+
+// The same for gemv_mma, on grids with and without PDL. N = K = 4096 at
+// M <= 4 in 12-warp blocks is 256 blocks, 2 per SM: launched with PDL since
+// v21 on a GPU of 129..255 SMs (not 8-warp blocks, 3 or more per SM); 16 warps
+// fill an SM (PDL since v9).
+TEST(CudaKernels, GemvChainedCallsMatchSynchronizedOnes) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 4096;
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  const Options options{Backend::kCuda, stream};
+  for (const auto& [m, gemv] : {std::pair{int64_t(1), GemvShape{1, 2, 12}}, std::pair{int64_t(4), GemvShape{2, 2, 12}},
+                                std::pair{int64_t(4), GemvShape{1, 2, 8}},
+                                std::pair{int64_t(16), GemvShape{2, 2, 16, true, true}}}) {
+    SCOPED_TRACE(detail::concat("M ", m, ", tiles ", gemv.tiles, ", steps ", gemv.steps, ", warps ", gemv.warps));
+    Problem p = make_problem(m, n, n, 128, DType::kBFloat16, uint32_t(13 + m));
+    GpuProblem gpu(p, n);
+    expect_chained_calls_match_synchronized_ones(p, stream, [&](const DeviceBuffer& a, DeviceBuffer& c) {
+      detail::MmArgs args = gpu.args(n, options);
+      args.a = a.ptr;
+      args.c = c.ptr;
+      detail::cuda::gemv_mma_with(args, gemv);
+    });
   }
   check(cudaStreamDestroy(stream), "cudaStreamDestroy");
 }

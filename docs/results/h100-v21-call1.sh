@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# v21 call 1 (docs/cuda.md, v21): three builds for sm_90a carried in
+# build/carry.tar.xz: "new" (main, v20.1), "s15" (new with
+# docs/results/v20-s15.patch: 15 stages instead of 12 in gemm_wgmma_ws at 64
+# rows), "pdl" (new with gemv_mma's PDL rule of v21.0: PDL also where the
+# grid already puts per_sm blocks on some SM). Layout:
+# new/{int4mm,test_cuda,int4mm_tune_mma}, s15/{int4mm,test_cuda},
+# pdl/{int4mm,test_cuda}. In the order a short call should cut it:
+#   1. s15's wgmma tests and memcheck of its 64-row stream-K kernels; pdl's
+#      public tests;
+#   2. A/B at M = 33 / 48 / 64 on the six shapes: new, s15, s15, new (bf16, fp16);
+#   3. A/B at M = 1 / 2 / 4 / 8 / 16: new, pdl, pdl, new (bf16, fp16);
+#   4. new's tables (every M, bf16 and fp16), tinygemm at M <= 4, group
+#      sizes, the whole CUDA suite;
+#   5. the workbench on 4096 x 4096 at M = 64.
+# Outputs in $OUT/r, packed into $OUT/r.tgz after each stage.
+set -uo pipefail
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,temperature.gpu --format=csv,noheader
+python3 -c "import tarfile; tarfile.open('build/carry.tar.xz').extractall('/tmp/bin')"
+R=$OUT/r; mkdir -p $R/wide $R/narrow
+pack() { (cd $OUT && tar czf r.tgz r); }
+SECONDS=0
+
+T=/tmp/bin/s15/test_cuda
+timeout 150 $T --gtest_brief=1 --gtest_filter='*Wgmma*:CudaKernels.Public*' > $R/test_wgmma.log 2>&1
+echo "test_cuda (s15) wgmma exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_wgmma.log | head -20
+timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 $T --gtest_brief=1 \
+  --gtest_filter='OddShapes/WgmmaConfigs.MatchOracle/t64_streamk*:CudaKernels.Public*' > $R/memcheck.log 2>&1
+echo "memcheck (s15) exit $? ($SECONDS s)"; grep -E "PASSED|FAILED|ERROR SUMMARY" $R/memcheck.log
+timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:*Gemv*' > $R/test_pdl.log 2>&1
+echo "test_cuda (pdl) gemv exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_pdl.log | head -20
+pack
+
+S=4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192
+bench() {  # dir variant dtype round M
+  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 \
+    --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1; echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
+}
+for d in bf16 fp16; do
+  bench wide new $d 1 33,48,64; bench wide s15 $d 1 33,48,64; bench wide s15 $d 2 33,48,64; bench wide new $d 2 33,48,64
+done
+python3 bench/ab_table.py $R/wide --variants new,s15 --dtypes bf16,fp16 --rounds 2 | tee $R/ab-wide.txt; pack
+for d in bf16 fp16; do
+  bench narrow new $d 1 1,2,4,8,16; bench narrow pdl $d 1 1,2,4,8,16
+  bench narrow pdl $d 2 1,2,4,8,16; bench narrow new $d 2 1,2,4,8,16
+done
+python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
+
+N=/tmp/bin/new
+for d in bf16 fp16; do
+  timeout 100 $N/int4mm bench --backend cuda --shapes $S --m 1,2,4,8,16,32,64,128,256,1024,4096 --dtype $d \
+    --json $R/bench-$d.json > $R/bench-$d.txt 2>&1; echo "== $d exit $? ($SECONDS s)"; pack
+done
+timeout 90 env PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes $S --m 1,2,4 \
+  --json $R/torch.json > $R/torch.txt 2>&1; echo "torch exit $? ($SECONDS s)"; pack
+for g in 32 64 128 256; do
+  timeout 60 $N/int4mm bench --backend cuda --shapes 8192x28672,8192x8192,14336x4096 --m 1,4096 --dtype bf16 \
+    --group-size $g --json $R/group$g.json > $R/group$g.txt 2>&1; echo "group $g exit $? ($SECONDS s)"
+done; pack
+timeout 200 $N/test_cuda --gtest_brief=1 > $R/test_all.log 2>&1
+echo "test_cuda (new, all) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_all.log | head -20
+timeout 30 $N/int4mm selftest 2>&1 | tail -3; pack
+timeout 120 $N/int4mm_tune_mma 4096x4096 '' 128 64 > $R/tune-4096-m64.txt 2>&1
+echo "tune 4096x4096 M=64 exit $? ($SECONDS s)"; cat $R/tune-4096-m64.txt
+echo "done ($SECONDS s)"; pack

@@ -13,7 +13,9 @@
 #   4. new's tables (every M, bf16 and fp16), tinygemm at M <= 4, group
 #      sizes, the whole CUDA suite;
 #   5. the workbench on 4096 x 4096 at M = 64.
-# Outputs in $OUT/r, packed into $OUT/r.tgz after each stage.
+# `bash h100-v21-call1.sh ab` runs stages 1-3, `... tables` stages 4-5 (the
+# first try of the whole ran into a machine taken back mid-call, and such a
+# call returns nothing). Outputs in $OUT/r, packed into $OUT/r.tgz.
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,temperature.gpu --format=csv,noheader
@@ -21,7 +23,9 @@ python3 -c "import tarfile; tarfile.open('build/carry.tar.xz').extractall('/tmp/
 R=$OUT/r; mkdir -p $R/wide $R/narrow
 pack() { (cd $OUT && tar czf r.tgz r); }
 SECONDS=0
+S=4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192
 
+if [ "${1:-ab}" = ab ]; then
 T=/tmp/bin/s15/test_cuda
 timeout 150 $T --gtest_brief=1 --gtest_filter='*Wgmma*:CudaKernels.Public*' > $R/test_wgmma.log 2>&1
 echo "test_cuda (s15) wgmma exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_wgmma.log | head -20
@@ -32,7 +36,6 @@ timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:
 echo "test_cuda (pdl) gemv exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_pdl.log | head -20
 pack
 
-S=4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192
 bench() {  # dir variant dtype round M
   timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 \
     --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1; echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
@@ -46,8 +49,10 @@ for d in bf16 fp16; do
   bench narrow pdl $d 2 1,2,4,8,16; bench narrow new $d 2 1,2,4,8,16
 done
 python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
+exit
+fi
 
-N=/tmp/bin/new
+N=/tmp/bin/${2:-new}
 for d in bf16 fp16; do
   timeout 100 $N/int4mm bench --backend cuda --shapes $S --m 1,2,4,8,16,32,64,128,256,1024,4096 --dtype $d \
     --json $R/bench-$d.json > $R/bench-$d.txt 2>&1; echo "== $d exit $? ($SECONDS s)"; pack

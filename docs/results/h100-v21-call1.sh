@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# v21 call 1 (docs/cuda.md, v21): three builds for sm_90a carried in
+# v21 call 1 (docs/cuda.md, v21): four builds for sm_90a carried in
 # build/carry.tar.xz: "new" (main, v20.1), "s15" (new with
 # docs/results/v20-s15.patch: 15 stages instead of 12 in gemm_wgmma_ws at 64
 # rows), "pdl" (new with gemv_mma's PDL rule of v21.0: PDL also where the
 # grid already puts per_sm blocks on some SM). Layout:
 # new/{int4mm,test_cuda,int4mm_tune_mma}, s15/{int4mm,test_cuda},
-# pdl/{int4mm,test_cuda}. In the order a short call should cut it:
+# pdl/{int4mm,test_cuda}, and combo/{int4mm,test_cuda} (s15 + pdl, for
+# the tables: `... tables combo`). In the order a short call should cut it:
 #   1. s15's wgmma tests and memcheck of its 64-row stream-K kernels; pdl's
 #      public tests;
 #   2. A/B at M = 33 / 48 / 64 on the six shapes: new, s15, s15, new (bf16, fp16);
@@ -66,6 +67,6 @@ done; pack
 timeout 200 $N/test_cuda --gtest_brief=1 > $R/test_all.log 2>&1
 echo "test_cuda (new, all) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_all.log | head -20
 timeout 30 $N/int4mm selftest 2>&1 | tail -3; pack
-timeout 120 $N/int4mm_tune_mma 4096x4096 '' 128 64 > $R/tune-4096-m64.txt 2>&1
+timeout 120 /tmp/bin/new/int4mm_tune_mma 4096x4096 '' 128 64 > $R/tune-4096-m64.txt 2>&1
 echo "tune 4096x4096 M=64 exit $? ($SECONDS s)"; cat $R/tune-4096-m64.txt
 echo "done ($SECONDS s)"; pack

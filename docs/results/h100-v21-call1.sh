@@ -16,7 +16,7 @@
 #   5. the workbench on 4096 x 4096 at M = 64.
 # `bash h100-v21-call1.sh ab` runs stages 1-3, `... tables` stages 4-5 (the
 # first try of the whole ran into a machine taken back mid-call, and such a
-# call returns nothing). Outputs in $OUT/r, packed into $OUT/r.tgz.
+# call returns nothing); `... short` stages 1-3 cut to what decides. Outputs in $OUT/r, packed into $OUT/r.tgz.
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,temperature.gpu --format=csv,noheader
@@ -25,6 +25,26 @@ R=$OUT/r; mkdir -p $R/wide $R/narrow
 pack() { (cd $OUT && tar czf r.tgz r); }
 SECONDS=0
 S=4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192
+
+bench() {  # dir variant dtype round M
+  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 \
+    --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1; echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
+}
+if [ "${1:-ab}" = short ]; then  # stages 1-3 cut to what decides, for a session's last minutes
+  timeout 90 /tmp/bin/s15/test_cuda --gtest_brief=1 --gtest_filter='*Wgmma*t64*:CudaKernels.Public*' > $R/test_wgmma.log 2>&1
+  echo "test_cuda (s15) 64-row wgmma exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/test_wgmma.log | head
+  timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:*Warps12*' > $R/test_pdl.log 2>&1
+  echo "test_cuda (pdl) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/test_pdl.log | head; pack
+  for d in bf16 fp16; do
+    bench narrow new $d 1 1,2,4; bench narrow pdl $d 1 1,2,4; bench narrow pdl $d 2 1,2,4; bench narrow new $d 2 1,2,4
+  done
+  python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
+  for d in bf16 fp16; do
+    bench wide new $d 1 48,64; bench wide s15 $d 1 48,64; bench wide s15 $d 2 48,64; bench wide new $d 2 48,64
+  done
+  python3 bench/ab_table.py $R/wide --variants new,s15 --dtypes bf16,fp16 --rounds 2 | tee $R/ab-wide.txt; pack
+  exit
+fi
 
 if [ "${1:-ab}" = ab ]; then
 T=/tmp/bin/s15/test_cuda
@@ -37,10 +57,6 @@ timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:
 echo "test_cuda (pdl) gemv exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_pdl.log | head -20
 pack
 
-bench() {  # dir variant dtype round M
-  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 \
-    --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1; echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
-}
 for d in bf16 fp16; do
   bench wide new $d 1 33,48,64; bench wide s15 $d 1 33,48,64; bench wide s15 $d 2 33,48,64; bench wide new $d 2 33,48,64
 done

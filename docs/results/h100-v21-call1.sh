@@ -10,13 +10,15 @@
 #   1. s15's wgmma tests and memcheck of its 64-row stream-K kernels; pdl's
 #      public tests;
 #   2. A/B at M = 33 / 48 / 64 on the six shapes: new, s15, s15, new (bf16, fp16);
-#   3. A/B at M = 1 / 2 / 4 / 8 / 16: new, pdl, pdl, new (bf16, fp16);
+#   3. A/B at M = 1 / 2 / 4 / 8 / 16: new, pdl, pdl, new (bf16, fp16), and
+#      at groups 64 and 256, M = 1 and 8 (bf16);
 #   4. new's tables (every M, bf16 and fp16), tinygemm at M <= 4, group
 #      sizes, the whole CUDA suite;
 #   5. the workbench on 4096 x 4096 at M = 64.
 # `bash h100-v21-call1.sh ab` runs stages 1-3, `... tables` stages 4-5 (the
 # first try of the whole ran into a machine taken back mid-call, and such a
-# call returns nothing); `... short` stages 1-3 cut to what decides. Outputs in $OUT/r, packed into $OUT/r.tgz.
+# call returns nothing); `... short` stages 1-3 cut to what decides.
+# Outputs in $OUT/r, packed into $OUT/r.tgz.
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,temperature.gpu --format=csv,noheader
@@ -26,9 +28,16 @@ pack() { (cd $OUT && tar czf r.tgz r); }
 SECONDS=0
 S=4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192
 
-bench() {  # dir variant dtype round M
-  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 \
+bench() {  # dir variant dtype round M [group size]
+  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 --group-size ${6:-128} \
     --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1; echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
+}
+groups_ab() {  # the other grids v21.0's rule moves: group 64 and 256 at M = 1 and 8 (bf16)
+  for g in 64 256; do
+    mkdir -p $R/g$g
+    bench g$g new bf16 1 1,8 $g; bench g$g pdl bf16 1 1,8 $g; bench g$g pdl bf16 2 1,8 $g; bench g$g new bf16 2 1,8 $g
+    python3 bench/ab_table.py $R/g$g --variants new,pdl --dtypes bf16 --rounds 2 | tee $R/ab-g$g.txt
+  done; pack
 }
 if [ "${1:-ab}" = short ]; then  # stages 1-3 cut to what decides, for a session's last minutes
   timeout 90 /tmp/bin/s15/test_cuda --gtest_brief=1 --gtest_filter='*Wgmma*t64*:CudaKernels.Public*' > $R/test_wgmma.log 2>&1
@@ -36,9 +45,10 @@ if [ "${1:-ab}" = short ]; then  # stages 1-3 cut to what decides, for a session
   timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:*Warps12*' > $R/test_pdl.log 2>&1
   echo "test_cuda (pdl) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/test_pdl.log | head; pack
   for d in bf16 fp16; do
-    bench narrow new $d 1 1,2,4; bench narrow pdl $d 1 1,2,4; bench narrow pdl $d 2 1,2,4; bench narrow new $d 2 1,2,4
+    bench narrow new $d 1 1,2,4,8; bench narrow pdl $d 1 1,2,4,8; bench narrow pdl $d 2 1,2,4,8; bench narrow new $d 2 1,2,4,8
   done
   python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
+  groups_ab
   for d in bf16 fp16; do
     bench wide new $d 1 48,64; bench wide s15 $d 1 48,64; bench wide s15 $d 2 48,64; bench wide new $d 2 48,64
   done
@@ -66,6 +76,7 @@ for d in bf16 fp16; do
   bench narrow pdl $d 2 1,2,4,8,16; bench narrow new $d 2 1,2,4,8,16
 done
 python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
+groups_ab
 exit
 fi
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# v21 call 1 (docs/cuda.md, v21): four builds for sm_90a carried in
-# build/carry.tar.xz: "new" (main, v20.1), "s15" (new with
-# docs/results/v20-s15.patch: 15 stages instead of 12 in gemm_wgmma_ws at 64
-# rows), "pdl" (new with gemv_mma's PDL rule of v21.0: PDL also where the
-# grid already puts per_sm blocks on some SM). Layout:
+# v21 call 1 (docs/cuda.md, v21; not run: no machine came in the
+# twenty-first session). Four builds for sm_90a carried in
+# build/carry.tar.xz (xz, about 11 MB): "new" (main), "s15" (main + `git
+# apply docs/results/v20-s15.patch`: 15 stages instead of 12 in
+# gemm_wgmma_ws at 64 rows), "pdl" (main + `git apply
+# docs/results/v21-pdl.patch`: gemv_mma's PDL rule of v21.0), "combo" (both
+# patches, for the tables: `... tables combo`). Layout:
 # new/{int4mm,test_cuda,int4mm_tune_mma}, s15/{int4mm,test_cuda},
-# pdl/{int4mm,test_cuda}, and combo/{int4mm,test_cuda} (s15 + pdl, for
-# the tables: `... tables combo`). In the order a short call should cut it:
+# pdl/{int4mm,test_cuda}, combo/{int4mm,test_cuda}. In the order a short
+# call should cut it:
 #   1. s15's wgmma tests and memcheck of its 64-row stream-K kernels; pdl's
 #      public tests;
 #   2. A/B at M = 33 / 48 / 64 on the six shapes: new, s15, s15, new (bf16, fp16);

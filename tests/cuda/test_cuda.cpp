@@ -731,10 +731,10 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   check(cudaStreamDestroy(stream), "cudaStreamDestroy");
 }
 
-// The same for gemv_mma, on grids with and without PDL. N = K = 4096 at
-// M <= 4 in 12-warp blocks is 256 blocks, 2 per SM: launched with PDL since
-// v21 on a GPU of 129..255 SMs (not 8-warp blocks, 3 or more per SM); 16 warps
-// fill an SM (PDL since v9).
+// The same for gemv_mma. N = K = 4096: 16-warp blocks fill an SM and launch
+// with PDL (v9); 256 blocks of 12 warps (1 tile, M <= 4), 2 per SM, would
+// under docs/results/v21-pdl.patch on a GPU of 129..255 SMs; 128 blocks of 12
+// warps (2 tiles) and 256 of 8 warps (3 or more per SM) launch without.
 TEST(CudaKernels, GemvChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
   const int64_t n = 4096;

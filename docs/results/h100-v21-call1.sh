@@ -25,62 +25,47 @@ set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,temperature.gpu --format=csv,noheader
 python3 -c "import tarfile; tarfile.open('build/carry.tar.xz').extractall('/tmp/bin')"
-R=$OUT/r; mkdir -p $R/wide $R/narrow
+R=$OUT/r; mkdir -p $R
 pack() { (cd $OUT && tar czf r.tgz r); }
 SECONDS=0
 S=4096x4096,4096x14336,14336x4096,8192x8192,8192x28672,28672x8192
 
-bench() {  # dir variant dtype round M [group size]
-  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 --group-size ${6:-128} \
+bench() {  # dir variant dtype round M group
+  timeout 60 /tmp/bin/$2/int4mm bench --backend cuda --shapes $S --m $5 --dtype $3 --group-size $6 \
     --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1; echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
 }
-groups_ab() {  # the other grids v21.0's rule moves: group 64 and 256 at M = 1 and 8 (bf16)
-  for g in 64 256; do
-    mkdir -p $R/g$g
-    bench g$g new bf16 1 1,8 $g; bench g$g pdl bf16 1 1,8 $g; bench g$g pdl bf16 2 1,8 $g; bench g$g new bf16 2 1,8 $g
-    python3 bench/ab_table.py $R/g$g --variants new,pdl --dtypes bf16 --rounds 2 | tee $R/ab-g$g.txt
-  done; pack
+ab() {  # dir base variant M dtypes [group]: base, variant, variant, base per dtype, then the table
+  mkdir -p $R/$1
+  for d in ${5//,/ }; do
+    bench $1 $2 $d 1 $4 ${6:-128}; bench $1 $3 $d 1 $4 ${6:-128}
+    bench $1 $3 $d 2 $4 ${6:-128}; bench $1 $2 $d 2 $4 ${6:-128}
+  done
+  python3 bench/ab_table.py $R/$1 --variants $2,$3 --dtypes $5 --rounds 2 | tee $R/ab-$1.txt; pack
 }
-if [ "${1:-ab}" = short ]; then  # stages 1-3 cut to what decides, for a session's last minutes
-  timeout 90 /tmp/bin/s15/test_cuda --gtest_brief=1 --gtest_filter='*Wgmma*t64*:CudaKernels.Public*' > $R/test_wgmma.log 2>&1
-  echo "test_cuda (s15) 64-row wgmma exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/test_wgmma.log | head
-  timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:*Warps12*' > $R/test_pdl.log 2>&1
-  echo "test_cuda (pdl) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/test_pdl.log | head; pack
-  for d in bf16 fp16; do
-    bench narrow new $d 1 1,2,4,8; bench narrow pdl $d 1 1,2,4,8; bench narrow pdl $d 2 1,2,4,8; bench narrow new $d 2 1,2,4,8
-  done
-  python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
-  groups_ab
-  for d in bf16 fp16; do
-    bench wide new $d 1 48,64; bench wide s15 $d 1 48,64; bench wide s15 $d 2 48,64; bench wide new $d 2 48,64
-  done
-  python3 bench/ab_table.py $R/wide --variants new,s15 --dtypes bf16,fp16 --rounds 2 | tee $R/ab-wide.txt; pack
-  exit
-fi
+tests() {  # log variant seconds filter
+  timeout $3 /tmp/bin/$2/test_cuda --gtest_brief=1 --gtest_filter="$4" > $R/$1.log 2>&1
+  echo "$1 ($2) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/$1.log | head -20
+}
 
-if [ "${1:-ab}" = ab ]; then
-T=/tmp/bin/s15/test_cuda
-timeout 150 $T --gtest_brief=1 --gtest_filter='*Wgmma*:CudaKernels.Public*' > $R/test_wgmma.log 2>&1
-echo "test_cuda (s15) wgmma exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_wgmma.log | head -20
-timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 $T --gtest_brief=1 \
-  --gtest_filter='OddShapes/WgmmaConfigs.MatchOracle/t64_streamk*:CudaKernels.Public*' > $R/memcheck.log 2>&1
-echo "memcheck (s15) exit $? ($SECONDS s)"; grep -E "PASSED|FAILED|ERROR SUMMARY" $R/memcheck.log
-timeout 60 /tmp/bin/pdl/test_cuda --gtest_brief=1 --gtest_filter='CudaKernels.*:*Gemv*' > $R/test_pdl.log 2>&1
-echo "test_cuda (pdl) gemv exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_pdl.log | head -20
-pack
-
-for d in bf16 fp16; do
-  bench wide new $d 1 33,48,64; bench wide s15 $d 1 33,48,64; bench wide s15 $d 2 33,48,64; bench wide new $d 2 33,48,64
-done
-python3 bench/ab_table.py $R/wide --variants new,s15 --dtypes bf16,fp16 --rounds 2 | tee $R/ab-wide.txt; pack
-for d in bf16 fp16; do
-  bench narrow new $d 1 1,2,4,8,16; bench narrow pdl $d 1 1,2,4,8,16
-  bench narrow pdl $d 2 1,2,4,8,16; bench narrow new $d 2 1,2,4,8,16
-done
-python3 bench/ab_table.py $R/narrow --variants new,pdl --dtypes bf16,fp16 --rounds 2 | tee $R/ab-narrow.txt; pack
-groups_ab
-exit
-fi
+case ${1:-ab} in
+  short)  # stages 1-3 cut to what decides, for a session's last minutes
+    tests test_wgmma s15 90 '*Wgmma*t64*:CudaKernels.Public*'
+    tests test_pdl pdl 60 'CudaKernels.*:*Warps12*'; pack
+    ab narrow new pdl 1,2,4,8 bf16,fp16
+    ab g64 new pdl 1,8 bf16 64; ab g256 new pdl 1,8 bf16 256  # the other grids v21.0 moves
+    ab wide new s15 48,64 bf16,fp16
+    exit ;;
+  ab)
+    tests test_wgmma s15 150 '*Wgmma*:CudaKernels.Public*'
+    timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 /tmp/bin/s15/test_cuda --gtest_brief=1 \
+      --gtest_filter='OddShapes/WgmmaConfigs.MatchOracle/t64_streamk*:CudaKernels.Public*' > $R/memcheck.log 2>&1
+    echo "memcheck (s15) exit $? ($SECONDS s)"; grep -E "PASSED|FAILED|ERROR SUMMARY" $R/memcheck.log
+    tests test_pdl pdl 60 'CudaKernels.*:*Gemv*'; pack
+    ab wide new s15 33,48,64 bf16,fp16
+    ab narrow new pdl 1,2,4,8,16 bf16,fp16
+    ab g64 new pdl 1,8 bf16 64; ab g256 new pdl 1,8 bf16 256
+    exit ;;
+esac
 
 N=/tmp/bin/${2:-new}
 for d in bf16 fp16; do
@@ -93,8 +78,7 @@ for g in 32 64 128 256; do
   timeout 60 $N/int4mm bench --backend cuda --shapes 8192x28672,8192x8192,14336x4096 --m 1,4096 --dtype bf16 \
     --group-size $g --json $R/group$g.json > $R/group$g.txt 2>&1; echo "group $g exit $? ($SECONDS s)"
 done; pack
-timeout 200 $N/test_cuda --gtest_brief=1 > $R/test_all.log 2>&1
-echo "test_cuda (new, all) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure" $R/test_all.log | head -20
+tests test_all ${2:-new} 200 '*'
 timeout 30 $N/int4mm selftest 2>&1 | tail -3; pack
 timeout 120 /tmp/bin/new/int4mm_tune_mma 4096x4096 '' 128 64 > $R/tune-4096-m64.txt 2>&1
 echo "tune 4096x4096 M=64 exit $? ($SECONDS s)"; cat $R/tune-4096-m64.txt

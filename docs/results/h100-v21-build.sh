@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the carry of docs/results/h100-v21-call1.sh on the dev machine (no
-# GPU needed; about 5 minutes a variant on 2 cores): "new" is this checkout's
-# HEAD, the others HEAD with docs/results/v20-s15.patch and/or
-# docs/results/v21-pdl.patch applied, each in its own git worktree under
-# /tmp/v21-<variant>. Writes build/carry.tar.xz. Run from the repository root
-# after `bash scripts/install_deps.sh`.
+# GPU needed; 9 minutes for the four on 2 cores in the twenty-first
+# session): "new" is this checkout's HEAD, the others HEAD with
+# docs/results/v20-s15.patch and/or docs/results/v21-pdl.patch applied, each
+# in its own git worktree under /tmp/v21-<variant>. Writes
+# build/carry.tar.xz. Run from the repository root after
+# `bash scripts/install_deps.sh`.
 set -euo pipefail
 source scripts/env.sh
 root=$PWD

@@ -8,20 +8,18 @@ with baseline / variant (above 1: the variant is faster) and cuBLAS / it.
   python3 bench/ab_table.py DIR --variants base,new,s15 --dtypes bf16,fp16 --rounds 2
 """
 import argparse
-import json
+
+from summarize import by_shape, dispatched, load
 
 
-def dispatched(path):
+def dispatched_times(path):
     """(k, n, m) -> (kernel, us, cuBLAS us) of one bench JSON file."""
-    with open(path) as f:
-        records = json.load(f)["records"]
-    out, cublas = {}, None
-    for r in records:
-        key = (r["k"], r["n"], r["m"])
-        if r["kernel"] == "cublas_dense":
-            cublas = r["time_us"]
-        elif cublas is not None and key not in out:
-            out[key] = (r["kernel"], r["time_us"], cublas)
+    out = {}
+    for (m, n, k), records in by_shape(load(path)).items():
+        dense = next((r for r in records if r["kernel"] == "cublas_dense"), None)
+        if dense is not None:
+            mine = dispatched(records)
+            out[(k, n, m)] = (mine["kernel"], mine["time_us"], dense["time_us"])
     return out
 
 
@@ -35,7 +33,7 @@ def main():
     variants = args.variants.split(",")
     rounds = range(1, args.rounds + 1)
     for dtype in args.dtypes.split(","):
-        runs = {(v, i): dispatched(f"{args.dir}/{v}-{dtype}-{i}.json") for v in variants for i in rounds}
+        runs = {(v, i): dispatched_times(f"{args.dir}/{v}-{dtype}-{i}.json") for v in variants for i in rounds}
         base = variants[0]
         for key in sorted(runs[(base, 1)], key=lambda k: (k[0] * k[1], k[0], k[2])):
             row = f"{dtype} {key[0]}x{key[1]} M={key[2]} ({runs[(base, 1)][key][0]}):"

@@ -16,6 +16,21 @@ def load(path):
     return data["records"] if isinstance(data, dict) else data
 
 
+def by_shape(records):
+    """(m, n, k) -> that shape's records in the order tools/bench_cuda.cu
+    writes them: cublas_dense, then the dispatched kernel, then the
+    alternatives (metal_port, gemm_mma, ...)."""
+    shapes = {}
+    for r in records:
+        shapes.setdefault((r["m"], r["n"], r["k"]), []).append(r)
+    return shapes
+
+
+def dispatched(records):
+    """The record of the kernel the library dispatched, among one shape's."""
+    return next(r for r in records if r["kernel"] != "cublas_dense")
+
+
 def main(paths):
     ours = [r for p in paths if "torch" not in p for r in load(p)]
     torch = {(r["m"], r["n"], r["k"]): r for p in paths if "torch" in p for r in load(p)}
@@ -24,18 +39,13 @@ def main(paths):
     print(f"{dtype}, group {ours[1]['group_size']}; copy bandwidth {bw:.0f} GB/s (read + write) in this run\n")
     print("| K x N | M | ours (kernel) us | % of copy bw | cuBLAS us | vs cuBLAS | tinygemm us | vs tinygemm | Metal port us |")
     print("|---|---|---|---|---|---|---|---|---|")
-    # tools/bench_cuda.cu writes, per shape and M: cublas_dense, then the
-    # dispatched kernel, then the alternatives (metal_port, gemm_mma, ...).
-    by_key = {}
-    for r in ours:
-        by_key.setdefault((r["m"], r["n"], r["k"]), []).append(r)
-    for (m, n, k), records in sorted(by_key.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+    for (m, n, k), records in sorted(by_shape(ours).items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
         if m == 0:
             continue
         named = {r["kernel"]: r for r in records}
         dense = named.get("cublas_dense")
         metal = named.get("metal_port")
-        mine = next(r for r in records if r["kernel"] != "cublas_dense")
+        mine = dispatched(records)
         name = mine["kernel"]
         tiny = torch.get((m, n, k)) if dtype == "bfloat16" else None
         cells = [f"{k} x {n}", str(m), f"{mine['time_us']:.1f} ({name})",

@@ -20,6 +20,11 @@
 # `bash h100-v21-call1.sh ab` runs stages 1-3, `... tables` stages 4-5 (the
 # first try of the whole ran into a machine taken back mid-call, and such a
 # call returns nothing); `... short` stages 1-3 cut to what decides.
+# The twenty-second session added v22.0 (docs/results/v22-w16.patch:
+# gemv_mma blocks of 16 warps, 1 tile, 2 per SM, where v19 runs 12) after
+# the narrow A/B: its tests, its A/B (build "w16", main + that patch:
+# w16/{int4mm,test_cuda}) and the workbench's 16-warp variants
+# (new/int4mm_tune_mma rebuilt from main + that session's bench/tune_mma.cu).
 # Outputs in $OUT/r, packed into $OUT/r.tgz.
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
@@ -47,11 +52,18 @@ tests() {  # log variant seconds filter
   echo "$1 ($2) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/$1.log | head -20
 }
 
+w16() {  # v22's workbench: 16-warp 1-tile blocks, 2 per SM, against the 12-warp ones dispatch runs
+  timeout 90 /tmp/bin/new/int4mm_tune_mma 4096x4096,14336x4096 'gemv M1 T1' 128 1,4 > $R/tune-w16.txt 2>&1
+  echo "tune w16 exit $? ($SECONDS s)"; cat $R/tune-w16.txt; pack
+}
+
 case ${1:-ab} in
   short)  # stages 1-3 cut to what decides, for a session's last minutes
     tests test_wgmma s15 90 '*Wgmma*t64*:CudaKernels.Public*'
     tests test_pdl pdl 60 'CudaKernels.*:*Warps12*'; pack
     ab narrow new pdl 1,2,4,8 bf16,fp16
+    tests test_w16 w16 60 '*Warps12*:CudaKernels.*Chained*'; ab w16 new w16 1,2,4 bf16,fp16
+    w16
     ab g64 new pdl 1,8 bf16 64; ab g256 new pdl 1,8 bf16 256  # the other grids v21.0 moves
     ab wide new s15 48,64 bf16,fp16
     exit ;;
@@ -63,6 +75,8 @@ case ${1:-ab} in
     tests test_pdl pdl 60 'CudaKernels.*:*Gemv*'; pack
     ab wide new s15 33,48,64 bf16,fp16
     ab narrow new pdl 1,2,4,8,16 bf16,fp16
+    tests test_w16 w16 60 '*Warps12*:CudaKernels.*Chained*'; ab w16 new w16 1,2,4 bf16,fp16
+    w16
     ab g64 new pdl 1,8 bf16 64; ab g256 new pdl 1,8 bf16 256
     exit ;;
 esac

@@ -52,9 +52,12 @@ tests() {  # log variant seconds filter
   echo "$1 ($2) exit $? ($SECONDS s):"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure" $R/$1.log | head -20
 }
 
-w16() {  # v22's workbench: 16-warp 1-tile blocks, 2 per SM, against the 12-warp ones dispatch runs
+w16() {  # v22's workbench: 16-warp 1-tile blocks, 2 per SM, against the 12-warp ones dispatch runs;
+          # and group 64's gemv variants where it misses its target (8192 x 28672, M = 1: 1.16x group 128)
   timeout 90 /tmp/bin/new/int4mm_tune_mma 4096x4096,14336x4096 'gemv M1 T1' 128 1,4 > $R/tune-w16.txt 2>&1
   echo "tune w16 exit $? ($SECONDS s)"; cat $R/tune-w16.txt; pack
+  timeout 90 /tmp/bin/new/int4mm_tune_mma 8192x28672 'gemv M1' 64 1 > $R/tune-g64.txt 2>&1
+  echo "tune g64 exit $? ($SECONDS s)"; cat $R/tune-g64.txt; pack
 }
 
 case ${1:-ab} in

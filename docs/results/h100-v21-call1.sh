@@ -25,6 +25,9 @@
 # the narrow A/B: its tests, its A/B (build "w16", main + that patch:
 # w16/{int4mm,test_cuda}) and the workbench's 16-warp variants
 # (new/int4mm_tune_mma rebuilt from main + that session's bench/tune_mma.cu).
+# `... final` (v22's second call, after the first settled v20.2 and v21.0):
+# sanitizers on combo, "w16pdl" (combo + docs/results/v22-w16.patch) against
+# combo, then `tables combo`.
 # Outputs in $OUT/r, packed into $OUT/r.tgz.
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
@@ -60,6 +63,24 @@ w16() {  # v22's workbench: 16-warp 1-tile blocks, 2 per SM, against the 12-warp
   echo "tune g64 exit $? ($SECONDS s)"; cat $R/tune-g64.txt; pack
 }
 
+tables() {  # variant: every M both dtypes, tinygemm at M <= 4, group sizes
+  local N=/tmp/bin/$1
+  for d in bf16 fp16; do
+    timeout 100 $N/int4mm bench --backend cuda --shapes $S --m 1,2,4,8,16,32,64,128,256,1024,4096 --dtype $d \
+      --json $R/bench-$d.json > $R/bench-$d.txt 2>&1; echo "== $d exit $? ($SECONDS s)"; pack
+  done
+  timeout 90 env PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes $S --m 1,2,4 \
+    --json $R/torch.json > $R/torch.txt 2>&1; echo "torch exit $? ($SECONDS s)"; pack
+  for g in 32 64 128 256; do
+    timeout 60 $N/int4mm bench --backend cuda --shapes 8192x28672,8192x8192,14336x4096 --m 1,4096 --dtype bf16 \
+      --group-size $g --json $R/group$g.json > $R/group$g.txt 2>&1; echo "group $g exit $? ($SECONDS s)"
+  done; pack
+}
+suite() {  # variant: the whole CUDA suite and the selftest
+  tests test_all $1 200 '*'
+  timeout 30 /tmp/bin/$1/int4mm selftest 2>&1 | tail -3; pack
+}
+
 case ${1:-ab} in
   short)  # stages 1-3 cut to what decides, for a session's last minutes
     tests test_wgmma s15 90 '*Wgmma*t64*:CudaKernels.Public*'
@@ -82,21 +103,27 @@ case ${1:-ab} in
     w16
     ab g64 new pdl 1,8 bf16 64; ab g256 new pdl 1,8 bf16 256
     exit ;;
+  final)  # v22's second call: sanitizers on "combo" (main + both patches, as main became after the
+          # first), its tables, w16 over it ("w16pdl": combo + v22-w16.patch), its whole suite
+    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 /tmp/bin/combo/test_cuda --gtest_brief=1 \
+      --gtest_filter='CudaKernels.GemvChained*:*Warps12*:OddShapes/WgmmaConfigs.MatchOracle/t64_streamk*' \
+      > $R/memcheck.log 2>&1
+    echo "memcheck (combo) exit $? ($SECONDS s)"; grep -E "PASSED|FAILED|ERROR SUMMARY" $R/memcheck.log
+    timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 /tmp/bin/combo/test_cuda --gtest_brief=1 \
+      --gtest_filter='*Warps12*m1_n100*:OddShapes/WgmmaConfigs.MatchOracle/t64_streamk_m70_*bfloat16_g128' \
+      > $R/racecheck.log 2>&1
+    echo "racecheck (combo) exit $? ($SECONDS s)"; grep -E "PASSED|FAILED|RACECHECK SUMMARY" $R/racecheck.log
+    tables combo
+    tests test_w16pdl w16pdl 60 '*Warps12*:CudaKernels.*Chained*'; pack
+    ab w16pdl combo w16pdl 1,2,4 bf16,fp16
+    suite combo
+    echo "done ($SECONDS s)"; pack
+    exit ;;
 esac
 
-N=/tmp/bin/${2:-new}
-for d in bf16 fp16; do
-  timeout 100 $N/int4mm bench --backend cuda --shapes $S --m 1,2,4,8,16,32,64,128,256,1024,4096 --dtype $d \
-    --json $R/bench-$d.json > $R/bench-$d.txt 2>&1; echo "== $d exit $? ($SECONDS s)"; pack
-done
-timeout 90 env PYTHONUNBUFFERED=1 python3 bench/torch_cuda_bench.py --shapes $S --m 1,2,4 \
-  --json $R/torch.json > $R/torch.txt 2>&1; echo "torch exit $? ($SECONDS s)"; pack
-for g in 32 64 128 256; do
-  timeout 60 $N/int4mm bench --backend cuda --shapes 8192x28672,8192x8192,14336x4096 --m 1,4096 --dtype bf16 \
-    --group-size $g --json $R/group$g.json > $R/group$g.txt 2>&1; echo "group $g exit $? ($SECONDS s)"
-done; pack
-tests test_all ${2:-new} 200 '*'
-timeout 30 $N/int4mm selftest 2>&1 | tail -3; pack
+tables ${2:-new}
+suite ${2:-new}
 timeout 120 /tmp/bin/new/int4mm_tune_mma 4096x4096 '' 128 64 > $R/tune-4096-m64.txt 2>&1
 echo "tune 4096x4096 M=64 exit $? ($SECONDS s)"; cat $R/tune-4096-m64.txt
 echo "done ($SECONDS s)"; pack
+

@@ -68,9 +68,11 @@ void with_wgmma_config(int tokens, WgmmaSplit split, bool lone, F&& f) {
   }
 }
 
-// gemm_wgmma_ws's configurations (64, 128 or 256 rows): one-step stages, 12
-// at 64 rows (v15 workbench: 15, as many as fit, were 1.01-1.03x faster in
-// clusters and as much slower one block per tile), 8 at 128 and 5 at 256
+// gemm_wgmma_ws's configurations (64, 128 or 256 rows): one-step stages, 15
+// at 64 rows, as many as fit (v15's workbench: 1.01-1.03x faster than 12 in
+// clusters and as much slower one block per tile; v22's A/B through
+// dispatch at M = 48 / 64 on six shapes: 0.994-1.012x, bf16 14336 x 4096
+// 1.004-1.007x), 8 at 128 and 5 at 256
 // (v13 workbench: 256 rows 1.03-1.23x faster than 128 at M = 1024-4096 on
 // the four shapes measured). With 256 weight rows per block (`weight_rows`,
 // 64 rows only): 8 stages (v17 workbench: as fast as 12, which do not fit
@@ -87,7 +89,7 @@ void with_wgmma_ws_config(int tokens, int weight_rows, F&& f) {
     f(integral_constant<int, 64>{}, integral_constant<int, 8>{}, One{}, Wide{});
     return;
   }
-  tokens <= 64    ? f(integral_constant<int, 64>{}, integral_constant<int, 12>{}, One{}, Narrow{})
+  tokens <= 64    ? f(integral_constant<int, 64>{}, integral_constant<int, 15>{}, One{}, Narrow{})
   : tokens <= 128 ? f(integral_constant<int, 128>{}, integral_constant<int, 8>{}, One{}, Narrow{})
                   : f(integral_constant<int, 256>{}, integral_constant<int, 5>{}, One{}, Narrow{});
 }

@@ -484,11 +484,14 @@ constexpr int gemv_staged_a_bytes() {
 }
 
 // Host side: one gemv_mma launch, one block per kTiles weight tiles. With
-// programmatic dependent launch where no block of the next call can land
-// beside a block of this one on an SM that the scheduler would otherwise
-// leave to itself: one block fills an SM, or the grid fills every block
-// slot. Elsewhere (fewer blocks than slots, several per SM) the next call's
-// blocks took the free slots unevenly and ran up to 1.24x slower (v9).
+// programmatic dependent launch where the next call's blocks cannot pile up
+// on some SMs while others idle: one block fills an SM, or the grid already
+// puts as many blocks on some SM as fit there (more than per_sm - 1 per SM
+// on average), so that no SM can take more of the next call than the
+// scheduler would give it anyway (v21: 256 blocks of 12 warps, 2 per SM).
+// Where a grid leaves whole slots free on every SM (256 blocks of 8 warps,
+// 3 per SM) the next call's blocks took them unevenly and ran up to 1.24x
+// slower (v9).
 template <typename T, int kGroupSize, int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW,
           int kMinBlocks>
 void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, T* c, int64_t ldc, int m, int n,
@@ -499,7 +502,7 @@ void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, 
   static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
   const int per_sm = resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem too
   const int blocks = ((n + 15) / 16 + kTiles - 1) / kTiles;
-  const bool pdl = pdl_allowed(pdl_cache, kernel) && (per_sm == 1 || blocks >= per_sm * sm_count());
+  const bool pdl = pdl_allowed(pdl_cache, kernel) && (per_sm == 1 || blocks > (per_sm - 1) * sm_count());
   launch_kernel(kernel, blocks, kWarps * 32, kSmem, stream, pdl, 1, "gemv_mma_kernel", a, lda, packed, sz, c, ldc, m, n,
                 k, pdl);
 }

@@ -732,9 +732,9 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
 }
 
 // The same for gemv_mma. N = K = 4096: 16-warp blocks fill an SM and launch
-// with PDL (v9); 256 blocks of 12 warps (1 tile, M <= 4), 2 per SM, would
-// under docs/results/v21-pdl.patch on a GPU of 129..255 SMs; 128 blocks of 12
-// warps (2 tiles) and 256 of 8 warps (3 or more per SM) launch without.
+// with PDL (v9), as do 256 blocks of 12 warps (1 tile, M <= 4), 2 per SM, on
+// a GPU of 129..255 SMs (v21); 128 blocks of 12 warps (2 tiles) and 256 of 8
+// warps (3 or more per SM) launch without.
 TEST(CudaKernels, GemvChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
   const int64_t n = 4096;

@@ -5,9 +5,15 @@ kernel beside the Metal-port baseline, cuBLAS dense and tinygemm, as times
 and as ratios to the copy bandwidth measured in the same run.
 
   python3 bench/summarize.py out/bench-bf16.json [out/torch.json]
+
+With --groups, the files hold runs of several group sizes (`int4mm bench
+--group-size G`, the same shapes and M; one file each or merged), and the
+table puts each group's time beside group 128's:
+
+  python3 bench/summarize.py --groups out/group32.json out/group64.json ...
 """
+import argparse
 import json
-import sys
 
 
 def load(path):
@@ -58,5 +64,30 @@ def main(paths):
         print("| " + " | ".join(cells) + " |")
 
 
+def groups_table(paths):
+    """Each group size's dispatched time per shape and M, beside group 128's."""
+    runs = {}  # group size -> its records
+    for r in (r for path in paths for r in load(path) if r["m"] > 0):
+        runs.setdefault(r["group_size"], []).append(r)
+    times = {g: {shape: dispatched(rs)["time_us"] for shape, rs in by_shape(records).items()}
+             for g, records in runs.items()}
+    if 128 not in times:
+        raise SystemExit("--groups needs a group 128 run to compare with")
+    others = sorted(g for g in times if g != 128)
+    print("| K x N | M | group 128 us | " + " | ".join(f"group {g}" for g in others) + " |")
+    print("|---" * (3 + len(others)) + "|")
+    for m, n, k in sorted(times[128], key=lambda s: s[0]):  # by M, the shapes in the run's order
+        base = times[128][(m, n, k)]
+        cells = [f"{k} x {n}", str(m), f"{base:.2f}"]
+        for g in others:
+            t = times[g].get((m, n, k))
+            cells.append(f"{t:.2f} ({t / base:.2f}x)" if t else "-")
+        print("| " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", action="store_true", help="one file per group size: the group-size table")
+    parser.add_argument("paths", nargs="+", help="int4mm bench --json files (and torch_cuda_bench.py's)")
+    args = parser.parse_args()
+    groups_table(args.paths) if args.groups else main(args.paths)

@@ -28,6 +28,9 @@
 # `... final` (v22's second call, after the first settled v20.2 and v21.0):
 # sanitizers on combo, "w16pdl" (combo + docs/results/v22-w16.patch) against
 # combo, then `tables combo`.
+# Since v22, s15, pdl and combo are main itself (h100-v21-build.sh now
+# builds "new" and "w16" only): the modes above ran in v22's calls on
+# 37fca37's builds, and a rerun of the tables is `... tables new`.
 # Outputs in $OUT/r, packed into $OUT/r.tgz.
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}

@@ -87,7 +87,7 @@ def groups_table(paths):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", action="store_true", help="one file per group size: the group-size table")
+    parser.add_argument("--groups", action="store_true", help="runs of several group sizes: the group-size table")
     parser.add_argument("paths", nargs="+", help="int4mm bench --json files (and torch_cuda_bench.py's)")
     args = parser.parse_args()
     groups_table(args.paths) if args.groups else main(args.paths)

@@ -81,7 +81,7 @@ def groups_table(paths):
         cells = [f"{k} x {n}", str(m), f"{base:.2f}"]
         for g in others:
             t = times[g].get((m, n, k))
-            cells.append(f"{t:.2f} ({t / base:.2f}x)" if t else "-")
+            cells.append(f"{t:.2f} ({t / base:.2f}x)" if t is not None else "-")
         print("| " + " | ".join(cells) + " |")
 
 

@@ -274,9 +274,9 @@ std::vector<Variant> gemv_variants(int m) {
         v.push_back(gemv<1, 1, 12, 2, false, false, 2, kG>());
         v.push_back(gemv<1, 2, 12, 2, false, false, 2, kG>());
         // 16 warps, 2 blocks per SM (64 registers): 32 warps per SM where
-        // the tiles give at most 2 blocks per SM (v22)
+        // the tiles give at most 2 blocks per SM (v22.0; with 4 steps it
+        // spilled at groups 32 / 64 and ran 1.07-1.12x slower than 2 steps)
         v.push_back(gemv<1, 1, 16, 2, false, false, 2, kG>());
-        v.push_back(gemv<1, 1, 16, 4, false, false, 2, kG>());
       }
     }
     if constexpr (kG <= 128) {  // chunks of 2 steps hold whole groups

@@ -10,6 +10,13 @@
 namespace int4mm::detail::cuda {
 namespace {
 
+// A stream-K launch's arrival counters to zero; the launch after this one
+// may start at once and waits for it before it reads them.
+__global__ void __launch_bounds__(256) zero_arrivals_kernel(int* __restrict__ arrivals, int count) {
+  grid_dependents_launch();
+  for (int i = int(threadIdx.x); i < count; i += int(blockDim.x)) arrivals[i] = 0;
+}
+
 // Configurations by M, chosen with bench/tune_mma.cu on an H100 (docs/cuda.md, v4):
 //   GemmShape<m-tiles per block, weight tiles per warp, warps, stages>
 // Above 64 rows, m-blocks of 64 (16 m-tiles per block needs 222 registers
@@ -107,6 +114,20 @@ void dispatch_half_types(const MmArgs& args, F&& f) {
 }
 
 }  // namespace
+
+bool zeroed_by_kernel() {
+  static const bool by_kernel = switched_on("INT4MM_ZERO_KERNEL");
+  return by_kernel;
+}
+
+void zero_arrivals(int* arrivals, int64_t count, cudaStream_t stream) {
+  if (!zeroed_by_kernel()) {
+    INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(count) * sizeof(int), stream));
+    return;
+  }
+  zero_arrivals_kernel<<<1, 256, 0, stream>>>(arrivals, int(count));
+  INT4MM_CUDA_CHECK_LAUNCH("zero_arrivals_kernel");
+}
 
 void gemm_mma_mm(const MmArgs& args) {
   const cudaStream_t stream = stream_of(*args.options);

@@ -43,7 +43,11 @@
 // is a whole tile writes C directly (through shared memory, 16-byte rows);
 // the blocks sharing a split tile (at most 2 segments per block: its first
 // and last) leave float32 partials in the workspace and the last to arrive
-// adds them up and writes C: no zeroed float32 C, no conversion kernel.
+// adds them up, in block order whichever block that is (v23: C does not
+// depend on the timing), and writes C: no zeroed float32 C, no conversion
+// kernel. The workspace's arrival counters are zeroed by a one-block kernel
+// that lets the call's launch start at once (programmatic dependent
+// launch), where a memset would hold it back (v23).
 // With fewer tiles than blocks, the grid shrinks to a whole number of blocks
 // per tile where that keeps >= 90% of them (v8): each block then runs one
 // segment (one pipeline fill), K split evenly. Or (v10, K <= 8192) each tile
@@ -73,7 +77,9 @@
 // one wave launch with programmatic dependent launch: the kernel waits for
 // the one before it in the stream before it touches global memory, and lets
 // the next one launch once its main loop is done, so that launch and
-// placement overlap the epilogue (plan_gemm_wgmma says where).
+// placement overlap the epilogue (plan_gemm_wgmma says where). Stream-K
+// grids launch with it after the kernel that zeroes their counters (v23),
+// which itself waits for the call before.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -261,11 +267,16 @@ __device__ __forceinline__ int wgmma_acc_token(int tid, int i) { return (i >> 2)
 // A stream-K tile split over blocks (steps [s_begin, s_end) of it here):
 // each adds up in the last of them to arrive. Every block stores its partial
 // accumulators (slot 0: its first segment, slot 1: its last), then counts
-// itself in; the last one reads the others' slots into its registers and
-// returns true (it writes C). `sync` is a barrier over the 256 MMA threads;
-// `finisher` a shared flag. The finisher reads kBatch parts at once, every
-// load of a batch issued before its first add (one L2 round trip a batch
-// instead of one a part), at kBatch x kAcc registers more a thread.
+// itself in; the last one adds the parts up in block order into its
+// registers and returns true (it writes C). The order is the same whichever
+// block arrives last, so C does not depend on the timing (v23): the
+// finisher starts from the first block's part (its own where it is that
+// block, else read back) and adds the others' in order, its own read back
+// where it is not the first. `sync` is a barrier over the 256 MMA
+// threads; `finisher` a shared flag. The finisher reads kBatch parts at
+// once, every load of a batch issued before its first add (one L2 round
+// trip a batch instead of one a part), at kBatch x kAcc registers more a
+// thread.
 template <int kAcc, int kBatch = 1, typename Sync>
 __device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork& work, int64_t tile,
                                             int* arrivals, float4* partials, int tid, bool& finisher,
@@ -288,11 +299,18 @@ __device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork&
   sync();
   if (!finisher) return false;
   __threadfence();
+  if (blockIdx.x != first) {
+    const float4* const theirs = slot_of(first);
+#pragma unroll
+    for (int i = 0; i < kAcc / 4; ++i) {
+      const float4 v = __ldcg(theirs + i * kThreads);
+      acc[4 * i] = v.x, acc[4 * i + 1] = v.y, acc[4 * i + 2] = v.z, acc[4 * i + 3] = v.w;
+    }
+  }
   if constexpr (kBatch == 1) {
     // One part at a time: v15's loop, which gemm_wgmma keeps (the batched
     // form's indexing cost its 64-row kernel 76 bytes of spills, v20).
-    for (int64_t block = first; block <= last; ++block) {
-      if (block == blockIdx.x) continue;
+    for (int64_t block = first + 1; block <= last; ++block) {
       const float4* const theirs = slot_of(block);
 #pragma unroll
       for (int i = 0; i < kAcc / 4; ++i) {
@@ -301,17 +319,16 @@ __device__ __forceinline__ bool wgmma_fixup(float (&acc)[kAcc], const WgmmaWork&
       }
     }
   } else {
-    // The other blocks' parts, p = 0 .. parts - 1 (block first + p, past
-    // this one), kBatch at a time. A partial last batch reads the last part
-    // again and adds nothing: the adds are selects, since with branches
-    // ptxas sinks a batch's later loads under them.
+    // The parts after the first, p = 0 .. parts - 1 (block first + 1 + p),
+    // kBatch at a time. A partial last batch reads the last part again and
+    // adds nothing: the adds are selects, since with branches ptxas sinks a
+    // batch's later loads under them.
     const int parts = int(last - first);
     for (int p0 = 0; p0 < parts; p0 += kBatch) {
       float4 v[kBatch][kAcc / 4];
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
-        const int64_t block = first + std::min(p0 + b, parts - 1);
-        const float4* const theirs = slot_of(block >= blockIdx.x ? block + 1 : block);
+        const float4* const theirs = slot_of(first + 1 + std::min(p0 + b, parts - 1));
 #pragma unroll
         for (int i = 0; i < kAcc / 4; ++i) v[b][i] = __ldcg(theirs + i * kThreads);
       }
@@ -703,10 +720,18 @@ size_t wgmma_workspace_bytes(int64_t grid, int64_t tiles) {
   return wgmma_counter_bytes(tiles) + size_t(grid) * 2 * (kTokens / 8) * 256 * sizeof(float4);
 }
 
+// Zeroes `count` arrival counters of a stream-K launch on `stream` (gemm.cu):
+// with a kernel that lets the launch after it start at once, which then
+// waits for it (programmatic dependent launch) before it reads them, where
+// zeroed_by_kernel(); else with cudaMemsetAsync, which holds that launch
+// back until the counters are zero (INT4MM_ZERO_KERNEL=0).
+void zero_arrivals(int* arrivals, int64_t count, cudaStream_t stream);
+bool zeroed_by_kernel();
+
 // Runs launch(arrivals, partials): with the stream-K workspace of `grid`
-// where `split` (its counters zeroed first), from the caller (workspace_bytes
-// at least wgmma_workspace_bytes) or, when it passes none, from the stream's
-// memory pool; else with null pointers.
+// where `split` (its counters zeroed first, zero_arrivals), from the caller
+// (workspace_bytes at least wgmma_workspace_bytes) or, when it passes none,
+// from the stream's memory pool; else with null pointers.
 template <int kTokens, typename Launch>
 void with_wgmma_workspace(const WgmmaGrid& grid, int64_t tiles, bool split, void* workspace, size_t workspace_bytes,
                           cudaStream_t stream, Launch&& launch) {
@@ -716,7 +741,7 @@ void with_wgmma_workspace(const WgmmaGrid& grid, int64_t tiles, bool split, void
   }
   auto run = [&](void* space) {
     int* const arrivals = static_cast<int*>(space);
-    INT4MM_CUDA_CHECK(cudaMemsetAsync(arrivals, 0, size_t(tiles) * sizeof(int), stream));
+    zero_arrivals(arrivals, tiles, stream);
     launch(arrivals, reinterpret_cast<float4*>(static_cast<uint8_t*>(space) + wgmma_counter_bytes(tiles)));
   };
   if (workspace != nullptr && workspace_bytes >= wgmma_workspace_bytes<kTokens>(grid.blocks, tiles)) {
@@ -745,8 +770,10 @@ void launch_gemm_wgmma(const T* a, int64_t lda, const void* packed, const T* sz,
   const int64_t tiles = (int64_t(n) + Plan::kRowsN - 1) / Plan::kRowsN * ((int64_t(m) + kTokens - 1) / kTokens);
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
-  // (A workspace's memset would sit between this launch and the one before.)
-  const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
+  // With a workspace, where its counters are zeroed by a kernel that lets
+  // this launch start (zero_arrivals): after the call before has finished,
+  // so that no SM holds its blocks any more.
+  const bool pdl = (no_workspace ? grid.pdl : zeroed_by_kernel()) && pdl_allowed(pdl_cache, kernel);
   const int smem = grid.alone ? lone_block_smem(padded, kernel, Plan::kSmemBytes) : Plan::kSmemBytes;
   with_wgmma_workspace<kTokens>(grid, tiles, !no_workspace, workspace, workspace_bytes, stream,
                                 [&](int* arrivals, float4* partials) {

@@ -335,7 +335,8 @@ void launch_gemm_wgmma_ws(const T* a, int64_t lda, const void* packed, const T* 
       make_tensor_map_2d(sz, 4, n, k / kGroupSize, ldsz * 4, kWgmmaRowsN, Plan::Step::kSzGroups, false);
   const bool vector_c = ldc % 8 == 0 && reinterpret_cast<uintptr_t>(c) % 16 == 0;
   const bool no_workspace = grid.dp_tiles == tiles || grid.cluster > 1;
-  const bool pdl = grid.pdl && no_workspace && pdl_allowed(pdl_cache, kernel);
+  // (As gemm_wgmma's: with a workspace, after the kernel that zeroes its counters.)
+  const bool pdl = (no_workspace ? grid.pdl : zeroed_by_kernel()) && pdl_allowed(pdl_cache, kernel);
   // (The workspace's parts as those of kHalves x kTokens rows: wgmma_fixup
   // takes the halves' accumulators as one.)
   with_wgmma_workspace<kTokens * Plan::kHalves>(

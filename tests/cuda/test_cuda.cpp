@@ -697,7 +697,12 @@ void expect_chained_calls_match_synchronized_ones(const Problem& p, cudaStream_t
 // steps (16 rows), one block per tile padded to one per SM (32 rows), one
 // block per tile in gemm_wgmma_ws (64, 128 and 256 rows), pairs in
 // gemm_wgmma_ws (64 rows), clusters of 4 in gemm_wgmma_ws (128 rows; on an
-// H100 SXM, 24 tiles).
+// H100 SXM, 24 tiles). And stream-K grids at 16-128 rows, whose counters a
+// kernel zeroes that lets the call's launch start early (zero_arrivals), in
+// a workspace from the stream's pool that each call frees for the next: the
+// same bits too, since a split tile's parts are added in block order
+// whichever block arrives last (before v23 the 32- and 128-row cases
+// differed in some bits).
 TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
   SKIP_WITHOUT_GPU();
   const int64_t m = 70, n = 3072;
@@ -726,6 +731,16 @@ TEST(CudaKernels, WgmmaChainedCallsMatchSynchronizedOnes) {
     EXPECT_TRUE(detail::cuda::gemm_wgmma_grid(args(gpu.a, gpu.c), tokens, split).pdl);
     expect_chained_calls_match_synchronized_ones(p, stream, [&](const DeviceBuffer& a, DeviceBuffer& c) {
       detail::cuda::gemm_wgmma_with(args(a, c), tokens, split);
+    });
+  }
+  for (const int tokens : {16, 32, 64, 128}) {
+    SCOPED_TRACE(detail::concat("tokens ", tokens, ", stream-K"));
+    const detail::cuda::WgmmaGrid grid =
+        detail::cuda::gemm_wgmma_grid(args(gpu.a, gpu.c), tokens, WgmmaSplit::kStreamK);
+    EXPECT_EQ(grid.cluster, 1);
+    EXPECT_LT(grid.dp_tiles, n / 128 * ((m + tokens - 1) / tokens));  // some tiles split: counters
+    expect_chained_calls_match_synchronized_ones(p, stream, [&](const DeviceBuffer& a, DeviceBuffer& c) {
+      detail::cuda::gemm_wgmma_with(args(a, c), tokens, WgmmaSplit::kStreamK);
     });
   }
   check(cudaStreamDestroy(stream), "cudaStreamDestroy");

@@ -1,4 +1,4 @@
-# Sourced by the v23 device-call scripts (docs/results/h100-v23-call*.sh,
+# Sourced by the v23 and v24 device-call scripts (docs/results/h100-v2[34]-call*.sh,
 # written into it after the calls ran; the commands are the ones that ran):
 # unpacks the carry (build/carry.tar.xz) into /tmp/bin, puts the outputs in
 # $OUT/r and packs them into $OUT/r.tgz after each stage. The caller

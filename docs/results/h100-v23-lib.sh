@@ -1,8 +1,8 @@
 # Sourced by the v23 and v24 device-call scripts (docs/results/h100-v2[34]-call*.sh,
 # written into it after the calls ran; the commands are the ones that ran):
 # unpacks the carry (build/carry.tar.xz) into /tmp/bin, puts the outputs in
-# $OUT/r and packs them into $OUT/r.tgz after each stage. The caller
-# defines variant_cmd VARIANT, the int4mm command line of a variant (a
+# $OUT/r and packs them into $OUT/r.tgz after each stage. A caller of bench
+# or ab defines variant_cmd VARIANT, the int4mm command line of a variant (a
 # binary, with its environment).
 set -uo pipefail
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}

@@ -62,14 +62,14 @@ struct Variant {
 };
 
 template <int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW, int kMinBlocks,
-          int kGroupSize = 128>
+          int kGroupSize = 128, int kBuffers = 1>
 Variant gemv() {
   char name[96];
-  std::snprintf(name, sizeof name, "gemv M%d T%d W%d S%d %s %s B%d", kMTiles, kTiles, kWarps, kSteps,
-                kStagedA ? "st" : "--", kScaledW ? "sc" : "--", kMinBlocks);
+  std::snprintf(name, sizeof name, "gemv M%d T%d W%d S%d %s %s B%d%s", kMTiles, kTiles, kWarps, kSteps,
+                kStagedA ? "st" : "--", kScaledW ? "sc" : "--", kMinBlocks, kBuffers == 2 ? " x2" : "");
   return {name, [](const Operands& o, cudaStream_t s) {
             detail::cuda::launch_gemv_mma<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW,
-                                          kMinBlocks>(
+                                          kMinBlocks, kBuffers>(
                 o.a, o.k, o.packed, o.sz, o.c, o.n, o.m, o.n, o.k, s);
           }};
 }
@@ -294,6 +294,12 @@ std::vector<Variant> gemv_variants(int m) {
     if constexpr (kG <= 128) {  // scaled weights
       for (Variant s : {gemv<1, 2, 8, 2, false, true, 3, kG>(), gemv<1, 1, 8, 2, false, true, 3, kG>(),
                         gemv<1, 2, 8, 4, false, true, 2, kG>(), gemv<1, 4, 8, 2, false, true, 2, kG>()}) {
+        v.push_back(s);
+      }
+    }
+    if constexpr (kG <= 128) {  // two chunks a warp: the fastest three of v25's six
+      for (Variant s : {gemv<1, 2, 8, 2, false, false, 2, kG, 2>(), gemv<1, 1, 12, 2, false, false, 2, kG, 2>(),
+                        gemv<1, 2, 8, 2, true, true, 2, kG, 2>()}) {
         v.push_back(s);
       }
     }

@@ -132,6 +132,13 @@ inline bool switched_on(const char* name) {
   return value == nullptr || std::string_view(value) != "0";
 }
 
+// True only where the environment variable `name` is "1": a launch feature
+// that stays off until it is measured (INT4MM_GEMV_X2).
+inline bool switched_on_explicitly(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && std::string_view(value) == "1";
+}
+
 inline bool pdl_enabled() {
   static const bool enabled = switched_on("INT4MM_PDL");
   return enabled;

@@ -38,15 +38,17 @@ void dequant_gemm_with(const MmArgs& args, int64_t chunk_rows);
 
 // gemv_mma's launch shape (dispatch.cu's gemv_shape picks one per call):
 // 16-row weight tiles per block, 64-k steps per chunk, warps per block,
-// activations staged through shared memory, and weights scaled in registers
+// activations staged through shared memory, weights scaled in registers
 // (rounded to the dtype, as dequantize + cuBLAS rounds them; no per-group
-// fold).
+// fold), and chunks a warp holds (2: the next one's loads are issued before
+// this one's math).
 struct GemvShape {
   int tiles = 1;
   int steps = 4;
   int warps = 8;
   bool staged_a = false;
   bool scaled_w = false;
+  int buffers = 1;
 };
 
 // kGemvMma with an explicit shape, for tests and benchmarks (dispatch.cu):

@@ -6,6 +6,9 @@
 //                          block, steps per chunk, warps,       the math, weights read once;
 //                          staged A and scaled weights by M,    each activation fragment feeds
 //                          N, group and alignment (gemv_shape)  kTiles tiles
+//                          (INT4MM_GEMV_X2=1: group 32 at M <=
+//                          4 on 12-warp blocks with two chunks
+//                          a warp, not yet measured in dispatch)
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
 //                          warps, scaled weights, A staged      at 16 rows that traffic shows
 //                          where it can be, but where
@@ -117,6 +120,13 @@ namespace {
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 bool a_rows_16_byte_aligned(const MmArgs& args) { return args.lda % 8 == 0 && aligned(args.a, 16); }
 
+// Two chunks a warp for group 32 (v25): off unless INT4MM_GEMV_X2=1, until
+// measured (docs/cuda.md, v25).
+bool gemv_two_buffers() {
+  static const bool enabled = switched_on_explicitly("INT4MM_GEMV_X2");
+  return enabled;
+}
+
 GemvShape gemv_shape(const MmArgs& args) {
   const int64_t sms = sm_count();
   const int group = int(args.group_size);
@@ -128,6 +138,12 @@ GemvShape gemv_shape(const MmArgs& args) {
     if (group == 64 && very_wide) {
       const bool one_wave = tiles(args) <= 8 * sms;  // 4-tile blocks, 2 per SM
       return {args.m > 4 || one_wave ? 4 : 2, 2, kGemvWarps, false, true};
+    }
+    // Group 32 at M <= 4 where 1-tile blocks of 12 warps fit 2 per SM:
+    // folded, two chunks of 2 steps a warp (v25: 14336 x 4096 17.7 us in
+    // the workbench, group 128 13.7).
+    if (group == 32 && args.m <= 4 && tiles(args) <= 2 * sms && gemv_two_buffers()) {
+      return {1, 2, kGemvWarps12, false, false, 2};
     }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
   }
@@ -176,9 +192,16 @@ GemvShape gemv_shape(const MmArgs& args) {
 //                    staged, 2 tiles and 4 steps (group 128). M = 9..16,
 //                    group 64 / 128: 16 warps, 2 steps, 2 or 4 tiles; A
 //                    staged with group 128
+//   two chunks       folded, 12 warps, 1 tile, 2 steps, group 32, M <= 4
+//   a warp
 bool gemv_built(const MmArgs& args, const GemvShape& s) {
   const int group = int(args.group_size);
   if ((s.steps != 2 && s.steps != 4) || s.steps * 64 % group != 0) return false;
+  if (s.buffers == 2) {
+    return group == 32 && args.m <= 4 && s.tiles == 1 && s.steps == 2 && s.warps == kGemvWarps12 && !s.staged_a &&
+           !s.scaled_w;
+  }
+  if (s.buffers != 1) return false;
   if (!s.scaled_w) {
     if (s.staged_a) return false;
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
@@ -224,7 +247,7 @@ bool gemm_for_m16(const MmArgs& args, bool wgmma) {
 }
 
 template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarps = kGemvWarps, bool kStagedA = false,
-          bool kScaledW = false>
+          bool kScaledW = false, int kBuffers = 1>
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
@@ -236,7 +259,7 @@ void launch_mma(const MmArgs& args, cudaStream_t stream) {
                              : kMTiles == 1 && kTiles == 2 && kSteps == 2 && (kGroup == 128 || kScaledW) ? 3
                              : kMTiles == 1 || (kFragments == 4 && kSteps == 2)                          ? 2
                                                                                                          : 1;
-  launch_gemv_mma<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks>(
+  launch_gemv_mma<T, kGroup, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks, kBuffers>(
       static_cast<const T*>(args.a), args.lda, reinterpret_cast<const uint4*>(args.packed),
       static_cast<const T*>(args.sz), static_cast<T*>(args.c), args.ldc, int(args.m), int(args.n), int(args.k), stream);
 }
@@ -263,6 +286,9 @@ void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
       }
       return launch_mma<T, kGroup, 1, kTiles, 2, kGemvWarps12>(args, stream);
     }
+  }
+  if constexpr (kGroup == 32 && kMTiles == 1 && kTiles == 1) {
+    if (shape.buffers == 2) return launch_mma<T, kGroup, 1, 1, 2, kGemvWarps12, false, false, 2>(args, stream);
   }
   if constexpr (kGroup <= 128) {  // 2 steps hold whole groups
     if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);
@@ -436,13 +462,14 @@ void gemv_mma_with(const MmArgs& args, const GemvShape& shape) {
   if (!gemv_built(args, shape)) {
     fail("gemv_mma_with", "no kernel for tiles=", shape.tiles, ", steps=", shape.steps, ", warps=", shape.warps,
          ", staged_a=", shape.staged_a ? "true" : "false", ", scaled_w=", shape.scaled_w ? "true" : "false",
-         " at M=", args.m, ", group_size=", args.group_size,
+         ", buffers=", shape.buffers, " at M=", args.m, ", group_size=", args.group_size,
          " (folded: 8 warps, tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32, steps 2 or 4 holding whole"
          " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8; 12 warps with 1 tile and 2 or 4 steps or"
          " 2 tiles and 2 steps, group 128 up to M = 4; unstaged."
          " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 2 tiles and 2 steps"
          " (group 64), 4 tiles and 2 steps (group >= 64), staged 2 tiles and 4 steps (group 128); M = 9..16,"
-         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128)");
+         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128. Two buffers: folded,"
+         " 12 warps, 1 tile, 2 steps, group 32 up to M = 4)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {
     fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),

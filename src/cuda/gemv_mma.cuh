@@ -39,6 +39,12 @@
 // for one more packed op per fragment register: 4 tiles at 16 rows then fit
 // 16 warps per SM, and the fold no longer grows with 1 / group size.
 //
+// Two chunks a warp (kBuffers = 2): a second set of registers (and a second
+// staged-A buffer) into which a warp's next chunk is issued before the
+// current one is computed, so that a chunk stays in flight during the
+// math. Measured in v25 (docs/cuda.md): slower at group 128, kept for group
+// 32's 12-warp blocks at M <= 4 behind INT4MM_GEMV_X2=1.
+//
 // Programmatic dependent launch (launch_gemv_mma decides where): the kernel
 // waits for the one before it in the stream before it reads A or writes C,
 // and lets the next one start once its loads are issued.
@@ -217,7 +223,8 @@ template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
           int kSteps,      // 64-k steps per chunk: kTiles * kSteps 16-byte loads per lane
           bool kStagedA,   // activations through shared memory (dynamic: gemv_staged_a_bytes)
           bool kScaledW,   // weights scaled in registers and rounded to T; no per-group fold
-          int kMinBlocks>  // blocks per SM the register budget must allow
+          int kMinBlocks,  // blocks per SM the register budget must allow
+          int kBuffers = 1>  // chunks a warp holds: 2 issues the next chunk's loads before computing this one
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gemv_mma_kernel(const T* __restrict__ a,         // [m, k], row stride lda
                     int64_t lda,
@@ -227,6 +234,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
                     int64_t ldc, int m, int n, int k,
                     bool early) {  // launched with PDL (launch_gemv_mma)
   static_assert(kSteps * 64 % kGroupSize == 0, "a chunk must hold whole groups");
+  static_assert(kBuffers == 1 || kBuffers == 2, "one chunk a warp, or two");
   // How a chunk's loads are issued, by measurement (docs/cuda.md, v18):
   //   kReadOnlySz   the scale/zero pairs through LDG.CONSTANT: 1.01-1.14x at
   //                 group 32 (M <= 8), 1.00-1.03x at 128 and 256 (M <= 4).
@@ -271,20 +279,22 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   constexpr int kRowsA = kMTiles * 8;
   constexpr int kUnits = kChunkK / 8;  // per row and chunk
   constexpr int kRowBytes = kUnits * 16;
+  constexpr int kBufferBytes = kRowsA * kRowBytes;  // a warp's chunk of A
   extern __shared__ uint4 gemv_staged_a[];
-  const uint32_t a_buf = uint32_t(__cvta_generic_to_shared(gemv_staged_a)) + warp * kRowsA * kRowBytes;
-  const uint8_t* const ld_base = reinterpret_cast<const uint8_t*>(gemv_staged_a) + warp * kRowsA * kRowBytes +
+  const uint32_t a_buf = uint32_t(__cvta_generic_to_shared(gemv_staged_a)) + warp * kBuffers * kBufferBytes;
+  const uint8_t* const ld_base = reinterpret_cast<const uint8_t*>(gemv_staged_a) + warp * kBuffers * kBufferBytes +
                                  ((kMTiles > 1 ? (lane >> 4) * 8 : 0) + (lane & 7)) * kRowBytes;
   uint32_t ld_unit[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) ld_unit[j] = ((2 * j + ((lane >> 3) & 1)) ^ (lane & 7)) * 16;
-  auto stage_a = [&](int chunk) {
+  auto stage_a = [&](int chunk, int buf) {
 #pragma unroll
     for (int i = 0; i < kRowsA * kUnits / 32; ++i) {
       const int row = (i * 32 + lane) / kUnits, unit = (i * 32 + lane) % kUnits;
       const int kk = chunk * kChunkK + unit * 8;
       const bool ok = row < m && kk < k;
-      cp_async_16(a_buf + row * kRowBytes + ((unit ^ (row & 7)) << 4), ok ? a + int64_t(row) * lda + kk : a, ok);
+      cp_async_16(a_buf + buf * kBufferBytes + row * kRowBytes + ((unit ^ (row & 7)) << 4),
+                  ok ? a + int64_t(row) * lda + kk : a, ok);
     }
     cp_async_commit();
   };
@@ -315,10 +325,11 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 
   float acc[kTiles][kMTiles][4] = {};
 
-  // Loads of one chunk: the weights and the scale/zero pairs of its groups.
-  uint4 w[kTiles][kSteps];
-  T2 sz_cur[kTiles][kGroupsPerChunk][2];
-  auto load_chunk = [&](int chunk) {
+  // Loads of one chunk into buffer `buf`: the weights and the scale/zero
+  // pairs of its groups. (buf is a constant wherever this is inlined.)
+  uint4 w[kBuffers][kTiles][kSteps];
+  T2 sz_cur[kBuffers][kTiles][kGroupsPerChunk][2];
+  auto load_chunk = [&](int chunk, int buf) {
 #pragma unroll
     for (int tt = 0; tt < kTiles; ++tt) {
       const bool tile_ok = tile0 + tt < tiles;
@@ -326,8 +337,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
       for (int i = 0; i < kSteps; ++i) {
         const int step = chunk * kSteps + i;
-        w[tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
-                                           : make_uint4(0, 0, 0, 0);
+        w[buf][tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
+                                                : make_uint4(0, 0, 0, 0);
       }
       const int row0 = (tile0 + tt) * 16 + g;
 #pragma unroll
@@ -336,27 +347,21 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         const bool group_ok = group * kGroupSize < k;
         const T2 zero2{T(0.0f), T(0.0f)};
         const T* p = sz + (int64_t(group) * n + row0) * 2;
+        T2 (&pair)[2] = sz_cur[buf][tt][gi];
         if constexpr (kReadOnlySz) {
-          sz_cur[tt][gi][0] = group_ok && row0 < n ? load_pair_read_only<T2>(p) : zero2;
-          sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? load_pair_read_only<T2>(p + 16) : zero2;
+          pair[0] = group_ok && row0 < n ? load_pair_read_only<T2>(p) : zero2;
+          pair[1] = group_ok && row0 + 8 < n ? load_pair_read_only<T2>(p + 16) : zero2;
         } else {  // v17's, inline: through a helper it compiled to LDG as well, not LD.E
-          sz_cur[tt][gi][0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
-          sz_cur[tt][gi][1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
+          pair[0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
+          pair[1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
         }
       }
     }
   };
 
-  for (int chunk = warp; chunk < chunks; chunk += kWarps) {
-    if constexpr (!kStagedA || kWeightsFirst) load_chunk(chunk);
-    if constexpr (kStagedA) {
-      __syncwarp();  // every lane's ldmatrix of the last chunk is done
-      stage_a(chunk);
-      if constexpr (!kWeightsFirst) load_chunk(chunk);
-      cp_async_wait<0>();
-      __syncwarp();
-    }
-
+  // The math of one chunk from buffer `buf` (A staged there too, if staged).
+  auto compute_chunk = [&](int chunk, int buf) {
+    const uint8_t* const ld_buf = ld_base + buf * kBufferBytes;
     float part[kTiles][kMTiles][4] = {};  // sum A * (q - 8) over the current group
     float asum[kMTiles][4] = {};          // sum A over the current group (every tile's)
 #pragma unroll
@@ -367,12 +372,12 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         const int kk = chunk * kChunkK + k16 * 16;
         uint32_t b[kMTiles][2];  // B fragments: k halves of each m-tile
         if constexpr (kStagedA && kMTiles == 1) {
-          ldmatrix_x2(b[0], ld_base + i * 128 + ld_unit[j]);
+          ldmatrix_x2(b[0], ld_buf + i * 128 + ld_unit[j]);
         } else if constexpr (kStagedA) {
 #pragma unroll
           for (int p = 0; p < kMTiles / 2; ++p) {
             uint32_t d[4];
-            ldmatrix_x4(d, ld_base + p * 16 * kRowBytes + i * 128 + ld_unit[j]);
+            ldmatrix_x4(d, ld_buf + p * 16 * kRowBytes + i * 128 + ld_unit[j]);
             b[2 * p][0] = d[0], b[2 * p][1] = d[1], b[2 * p + 1][0] = d[2], b[2 * p + 1][1] = d[3];
           }
         } else {
@@ -390,8 +395,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
           for (int tt = 0; tt < kTiles; ++tt) {
             uint32_t frag[4];
-            dequant_word<T>(word_of(w[tt][i], j), frag);
-            scale_fragment(frag, sz_cur[tt][gi][0], sz_cur[tt][gi][1]);
+            dequant_word<T>(word_of(w[buf][tt][i], j), frag);
+            scale_fragment(frag, sz_cur[buf][tt][gi][0], sz_cur[buf][tt][gi][1]);
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) mma_m16n8k16<T>(acc[tt][mt], frag, b[mt][0], b[mt][1]);
           }
@@ -403,7 +408,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
             for (int tt = 0; tt < kTiles; ++tt) {
               uint32_t frag[4];
-              dequant_word<T>(word_of(w[tt][i], j), frag);
+              dequant_word<T>(word_of(w[buf][tt][i], j), frag);
               mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
             }
           }
@@ -412,8 +417,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
             const int gi = k16 / kK16PerGroup;
 #pragma unroll
             for (int tt = 0; tt < kTiles; ++tt) {
-              const float2 p0 = make_float2(to_float(sz_cur[tt][gi][0].x), to_float(sz_cur[tt][gi][0].y));
-              const float2 p1 = make_float2(to_float(sz_cur[tt][gi][1].x), to_float(sz_cur[tt][gi][1].y));
+              const T2 (&pair)[2] = sz_cur[buf][tt][gi];
+              const float2 p0 = make_float2(to_float(pair[0].x), to_float(pair[0].y));
+              const float2 p1 = make_float2(to_float(pair[1].x), to_float(pair[1].y));
 #pragma unroll
               for (int mt = 0; mt < kMTiles; ++mt) {
                 float (&s)[4] = acc[tt][mt];
@@ -431,8 +437,50 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         }
       }
     }
-  }
+  };
 
+  if constexpr (kBuffers == 1) {
+    for (int chunk = warp; chunk < chunks; chunk += kWarps) {
+      if constexpr (!kStagedA || kWeightsFirst) load_chunk(chunk, 0);
+      if constexpr (kStagedA) {
+        __syncwarp();  // every lane's ldmatrix of the last chunk is done
+        stage_a(chunk, 0);
+        if constexpr (!kWeightsFirst) load_chunk(chunk, 0);
+        cp_async_wait<0>();
+        __syncwarp();
+      }
+      compute_chunk(chunk, 0);
+    }
+  } else {
+    // Two buffers: the loads of the warp's next chunk (weights, pairs and
+    // staged A) are issued before this chunk's math, so that a warp keeps
+    // a chunk in flight while it computes. The loop is unrolled by two so
+    // that the buffers' registers are named by constants.
+    auto issue = [&](int chunk, int buf) {
+      if (chunk < chunks) {
+        load_chunk(chunk, buf);
+        if constexpr (kStagedA) stage_a(chunk, buf);
+      } else if constexpr (kStagedA) {
+        cp_async_commit();  // an empty group: one group a chunk
+      }
+    };
+    auto run = [&](int chunk, int buf) {  // computes `chunk` from buf, with the one after it on its way
+      issue(chunk + kWarps, 1 - buf);
+      if constexpr (kStagedA) {
+        cp_async_wait<1>();  // this chunk's A
+        __syncwarp();
+      }
+      compute_chunk(chunk, buf);
+      if constexpr (kStagedA) __syncwarp();  // every lane's ldmatrix is done before buf is refilled
+    };
+    issue(warp, 0);
+    for (int chunk = warp; chunk < chunks; chunk += 2 * kWarps) {
+      run(chunk, 0);
+      if (chunk + kWarps >= chunks) break;
+      run(chunk + kWarps, 1);
+    }
+    if constexpr (kStagedA) cp_async_wait<0>();
+  }
   // This block's loads are issued: the next kernel in the stream may start
   // its blocks (they wait for this one before touching A or C).
   grid_dependents_launch();
@@ -493,11 +541,12 @@ constexpr int gemv_staged_a_bytes() {
 // 3 per SM) the next call's blocks took them unevenly and ran up to 1.24x
 // slower (v9).
 template <typename T, int kGroupSize, int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW,
-          int kMinBlocks>
+          int kMinBlocks, int kBuffers = 1>
 void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, T* c, int64_t ldc, int m, int n,
                      int k, cudaStream_t stream) {
-  auto kernel = gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks>;
-  constexpr int kSmem = kStagedA ? gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0;
+  auto kernel =
+      gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks, kBuffers>;
+  constexpr int kSmem = kStagedA ? kBuffers * gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
   static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
   const int per_sm = resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem too

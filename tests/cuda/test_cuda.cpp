@@ -252,8 +252,8 @@ std::string gemv_case_name(const ::testing::TestParamInfo<GemvShapes::ParamType>
   const auto [gemv, shape, dtype, group_size] = param.param;
   const auto [m, n, k] = shape;
   return detail::concat("t", gemv.tiles, "_s", gemv.steps, "_w", gemv.warps, gemv.staged_a ? "_staged" : "",
-                        gemv.scaled_w ? "_scaled" : "", "_m", m, "_n", n, "_k", k, "_", dtype_name(dtype), "_g",
-                        group_size);
+                        gemv.scaled_w ? "_scaled" : "", gemv.buffers == 2 ? "_x2" : "", "_m", m, "_n", n, "_k", k, "_",
+                        dtype_name(dtype), "_g", group_size);
 }
 
 // Weights folded per group, A direct: 8 warps at every size.
@@ -322,14 +322,25 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
 
+// Two chunks a warp (folded, group 32, 12 warps, 1 tile, 2 steps): each
+// warp's chunk count odd or even (the loop runs two at a time and may stop
+// after the first), fewer chunks than warps (1280 k: 10 chunks), a last
+// chunk cut by K (4768 k: 37.25 chunks, warps with 3 and 4).
+INSTANTIATE_TEST_SUITE_P(
+    TwoBuffers, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12, false, false, 2}),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4768}, Shape{3, 40, 6144}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(32))),
+    gemv_case_name);
+
 // A shape gemv_mma has no kernel for is an error naming it, not a launch
 // (checked before any device work: runs without a GPU too).
 TEST(CudaKernels, GemvShapeOutOfRange) {
   const Options options{Backend::kCuda};
   detail::MmArgs args{DType::kBFloat16, nullptr, 256, nullptr, nullptr, nullptr, 64, 12, 64, 256, 256, &options};
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 4}); },
-               "gemv_mma_with: no kernel for tiles=1, steps=4, warps=8, staged_a=false, scaled_w=false at M=12, "
-               "group_size=256");
+               "gemv_mma_with: no kernel for tiles=1, steps=4, warps=8, staged_a=false, scaled_w=false, buffers=1 "
+               "at M=12, group_size=256");
   args.lda = 260;  // staged A takes 16-byte aligned rows only
   args.group_size = 128;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true, true}); },
@@ -338,48 +349,63 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   args.lda = 256;
   // Staged A only with scaled weights; at M = 9..16 with 16 warps and 2 steps.
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true}); },
-               "warps=16, staged_a=true, scaled_w=false at M=12");
+               "warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true}); },
-               "warps=8, staged_a=true, scaled_w=true at M=12");
+               "warps=8, staged_a=true, scaled_w=true, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, false, true}); },
-               "steps=4, warps=16, staged_a=false, scaled_w=true at M=12");
+               "steps=4, warps=16, staged_a=false, scaled_w=true, buffers=1 at M=12");
   args.group_size = 32;  // folded at 16 rows (scaled measured slower)
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, false, true}); },
-               "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=true at M=12, group_size=32");
+               "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=true, buffers=1 at M=12, group_size=32");
   args.group_size = 256;
   args.m = 4;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 8, false, true}); },
-               "scaled_w=true at M=4, group_size=256");
+               "scaled_w=true, buffers=1 at M=4, group_size=256");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2}); },
-               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=false at M=4, group_size=256");
+               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=false, buffers=1 at M=4, group_size=256");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{3, 4}); }, "tiles=3");
   args.group_size = 128;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16}); },
-               "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=false at M=4");
+               "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=false, buffers=1 at M=4");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, false, true}); },
-               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true at M=4, group_size=128");
+               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=1 at M=4, group_size=128");
   args.m = 12;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
-               "warps=16, staged_a=false, scaled_w=false at M=12");
+               "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=12");
   args.m = 8;
   args.group_size = 64;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
-               "warps=16, staged_a=false, scaled_w=false at M=8, group_size=64");
+               "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=8, group_size=64");
   // 12 warps: folded, 1 tile with 2 or 4 steps or 2 tiles with 2, M <= 4,
   // group 128.
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12}); },
-               "tiles=2, steps=2, warps=12, staged_a=false, scaled_w=false at M=8, group_size=64");
+               "tiles=2, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=1 at M=8, group_size=64");
   args.m = 4;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12}); }, "warps=12, staged_a=false, "
-               "scaled_w=false at M=4, group_size=64");
+               "scaled_w=false, buffers=1 at M=4, group_size=64");
   args.group_size = 256;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 12}); }, "warps=12, staged_a=false, "
-               "scaled_w=false at M=4, group_size=256");
+               "scaled_w=false, buffers=1 at M=4, group_size=256");
   args.group_size = 128;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 12}); }, "tiles=4, steps=2, warps=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 12}); }, "tiles=2, steps=4, warps=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, false, true}); },
-               "warps=12, staged_a=false, scaled_w=true at M=4");
+               "warps=12, staged_a=false, scaled_w=true, buffers=1 at M=4");
+  // Two chunks a warp: folded, 12 warps, 1 tile, 2 steps, group 32, M <= 4;
+  // nothing but 1 or 2 buffers.
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 12, false, false, 2}); },
+               "tiles=1, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=2 at M=4, group_size=128");
+  args.group_size = 32;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, false, false, 2}); },
+               "tiles=2, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=2 at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 8, false, false, 2}); },
+               "warps=8, staged_a=false, scaled_w=false, buffers=2 at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 12, false, true, 2}); },
+               "staged_a=false, scaled_w=true, buffers=2 at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 12, false, false, 3}); }, "buffers=3 at M=4");
+  args.m = 5;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 12, false, false, 2}); },
+               "scaled_w=false, buffers=2 at M=5, group_size=32");
 }
 
 // gemm_wgmma's every configuration (rows per block x one block per tile,

@@ -481,6 +481,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     }
     if constexpr (kStagedA) cp_async_wait<0>();
   }
+
   // This block's loads are issued: the next kernel in the stream may start
   // its blocks (they wait for this one before touching A or C).
   grid_dependents_launch();

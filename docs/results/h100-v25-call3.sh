@@ -4,7 +4,7 @@
 # Nsight Compute (clocks left alone; the workbench's first launch of each
 # variant). The two shapes are dispatch's at those M (4 tiles of 2 steps,
 # scaled; 8 warps at M = 8, 16 warps with staged A at M = 16), and the
-# x2 form of the second, to see where M = 16's extra time goes: issue
+# 8-warp staged one at M = 16, to see where M = 16's extra time goes: issue
 # slots, stalls per instruction, DRAM busy (docs/cuda.md, v25, What is left).
 # Carry: build/carry.tar.xz with new/int4mm_tune_mma of main.
 source docs/results/h100-v23-lib.sh  # unpacks the carry into /tmp/bin; $R, pack

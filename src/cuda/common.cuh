@@ -125,18 +125,13 @@ __device__ __forceinline__ void grid_dependents_launch() {
 #endif
 }
 
-// False where the environment variable `name` is "0": the switches that
-// turn a launch feature off for an A/B measurement (INT4MM_PDL, INT4MM_CLUSTER).
-inline bool switched_on(const char* name) {
+// False where the environment variable `name` is "0", `by_default` where it
+// is unset: the switches that turn a launch feature off for an A/B
+// measurement (INT4MM_PDL, INT4MM_CLUSTER), or on where it is off until
+// measured (INT4MM_GEMV_X2).
+inline bool switched_on(const char* name, bool by_default = true) {
   const char* value = std::getenv(name);
-  return value == nullptr || std::string_view(value) != "0";
-}
-
-// True only where the environment variable `name` is "1": a launch feature
-// that stays off until it is measured (INT4MM_GEMV_X2).
-inline bool switched_on_explicitly(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr && std::string_view(value) == "1";
+  return value == nullptr ? by_default : std::string_view(value) != "0";
 }
 
 inline bool pdl_enabled() {

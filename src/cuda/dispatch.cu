@@ -123,7 +123,7 @@ bool a_rows_16_byte_aligned(const MmArgs& args) { return args.lda % 8 == 0 && al
 // Two chunks a warp for group 32 (v25): off unless INT4MM_GEMV_X2=1, until
 // measured (docs/cuda.md, v25).
 bool gemv_two_buffers() {
-  static const bool enabled = switched_on_explicitly("INT4MM_GEMV_X2");
+  static const bool enabled = switched_on("INT4MM_GEMV_X2", false);
   return enabled;
 }
 

@@ -120,13 +120,6 @@ namespace {
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 bool a_rows_16_byte_aligned(const MmArgs& args) { return args.lda % 8 == 0 && aligned(args.a, 16); }
 
-// Two chunks a warp for group 32 (v25): off unless INT4MM_GEMV_X2=1, until
-// measured (docs/cuda.md, v25).
-bool gemv_two_buffers() {
-  static const bool enabled = switched_on("INT4MM_GEMV_X2", false);
-  return enabled;
-}
-
 GemvShape gemv_shape(const MmArgs& args) {
   const int64_t sms = sm_count();
   const int group = int(args.group_size);
@@ -141,8 +134,10 @@ GemvShape gemv_shape(const MmArgs& args) {
     }
     // Group 32 at M <= 4 where 1-tile blocks of 12 warps fit 2 per SM:
     // folded, two chunks of 2 steps a warp (v25: 14336 x 4096 17.7 us in
-    // the workbench, group 128 13.7).
-    if (group == 32 && args.m <= 4 && tiles(args) <= 2 * sms && gemv_two_buffers()) {
+    // the workbench, group 128 13.7). Off unless INT4MM_GEMV_X2=1, until
+    // measured in dispatch.
+    static const bool x2 = switched_on("INT4MM_GEMV_X2", false);
+    if (group == 32 && args.m <= 4 && tiles(args) <= 2 * sms && x2) {
       return {1, 2, kGemvWarps12, false, false, 2};
     }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};

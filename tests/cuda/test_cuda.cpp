@@ -20,7 +20,7 @@ namespace int4mm::detail::cuda {
 inline void PrintTo(MmKernel kernel, std::ostream* os) { *os << kernel_name(kernel); }
 inline void PrintTo(const GemvShape& s, std::ostream* os) {
   *os << "{tiles=" << s.tiles << ", steps=" << s.steps << ", warps=" << s.warps << ", staged_a=" << s.staged_a
-      << ", scaled_w=" << s.scaled_w << "}";
+      << ", scaled_w=" << s.scaled_w << ", buffers=" << s.buffers << "}";
 }
 }  // namespace int4mm::detail::cuda
 

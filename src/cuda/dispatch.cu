@@ -6,9 +6,10 @@
 //                          block, steps per chunk, warps,       the math, weights read once;
 //                          staged A and scaled weights by M,    each activation fragment feeds
 //                          N, group and alignment (gemv_shape)  kTiles tiles
-//                          (INT4MM_GEMV_X2=1: group 32 at M <=
-//                          4 on 12-warp blocks with two chunks
-//                          a warp, not yet measured in dispatch)
+//                          (group 32 at M <= 4 on 12-warp
+//                          blocks with two chunks a warp where
+//                          they fit 2 per SM; INT4MM_GEMV_X2=0:
+//                          off)
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
 //                          warps, scaled weights, A staged      at 16 rows that traffic shows
 //                          where it can be, but where
@@ -133,10 +134,9 @@ GemvShape gemv_shape(const MmArgs& args) {
       return {args.m > 4 || one_wave ? 4 : 2, 2, kGemvWarps, false, true};
     }
     // Group 32 at M <= 4 where 1-tile blocks of 12 warps fit 2 per SM:
-    // folded, two chunks of 2 steps a warp (v25: 14336 x 4096 17.7 us in
-    // the workbench, group 128 13.7). Off unless INT4MM_GEMV_X2=1, until
-    // measured in dispatch.
-    static const bool x2 = switched_on("INT4MM_GEMV_X2", false);
+    // folded, two chunks of 2 steps a warp (v26: 4096 x 4096 and 14336 x
+    // 4096 1.04-1.14x in dispatch, level elsewhere). INT4MM_GEMV_X2=0: off.
+    static const bool x2 = switched_on("INT4MM_GEMV_X2");
     if (group == 32 && args.m <= 4 && tiles(args) <= 2 * sms && x2) {
       return {1, 2, kGemvWarps12, false, false, 2};
     }

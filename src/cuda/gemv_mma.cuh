@@ -42,8 +42,8 @@
 // Two chunks a warp (kBuffers = 2): a second set of registers (and a second
 // staged-A buffer) into which a warp's next chunk is issued before the
 // current one is computed, so that a chunk stays in flight during the
-// math. Measured in v25 (docs/cuda.md): slower at group 128, kept for group
-// 32's 12-warp blocks at M <= 4 behind INT4MM_GEMV_X2=1.
+// math. Measured in v25 and v26 (docs/cuda.md): slower at group 128,
+// dispatched for group 32's 12-warp blocks at M <= 4 (INT4MM_GEMV_X2=0: off).
 //
 // Programmatic dependent launch (launch_gemv_mma decides where): the kernel
 // waits for the one before it in the stream before it reads A or writes C,

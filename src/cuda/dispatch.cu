@@ -6,10 +6,9 @@
 //                          block, steps per chunk, warps,       the math, weights read once;
 //                          staged A and scaled weights by M,    each activation fragment feeds
 //                          N, group and alignment (gemv_shape)  kTiles tiles
-//                          (group 32 at M <= 4 on 12-warp
-//                          blocks with two chunks a warp where
-//                          they fit 2 per SM; INT4MM_GEMV_X2=0:
-//                          off)
+//                          (groups 32 / 64 at M <= 4: two
+//                          chunks a warp where the tiles fit
+//                          one wave; INT4MM_GEMV_X2=0: off)
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
 //                          warps, scaled weights, A staged      at 16 rows that traffic shows
 //                          where it can be, but where
@@ -133,12 +132,22 @@ GemvShape gemv_shape(const MmArgs& args) {
       const bool one_wave = tiles(args) <= 8 * sms;  // 4-tile blocks, 2 per SM
       return {args.m > 4 || one_wave ? 4 : 2, 2, kGemvWarps, false, true};
     }
-    // Group 32 at M <= 4 where 1-tile blocks of 12 warps fit 2 per SM:
-    // folded, two chunks of 2 steps a warp (v26: 4096 x 4096 and 14336 x
-    // 4096 1.04-1.14x in dispatch, level elsewhere). INT4MM_GEMV_X2=0: off.
+    // Two chunks of 2 steps a warp at M <= 4 (INT4MM_GEMV_X2=0: off). Group
+    // 32 with A staged: scaled 2-tile blocks of 8 warps where they fit one
+    // wave at 2 per SM, but at M <= 2 where 12-warp ones do (v26.1: 8192 x
+    // 8192 and 28672 x 8192 1.01-1.05x at M = 1..4; 4096 x 4096 and 14336
+    // x 4096 1.04-1.09x at M = 4, 0.96x on the second at M = 2). Else,
+    // groups 32 / 64 where 1-tile blocks of 12 warps fit 2 per SM: folded
+    // (group 32 on 4096 x 4096 and 14336 x 4096 1.04-1.14x, v26.0; group 64
+    // 1.03-1.09x, v26.1).
     static const bool x2 = switched_on("INT4MM_GEMV_X2");
-    if (group == 32 && args.m <= 4 && tiles(args) <= 2 * sms && x2) {
-      return {1, 2, kGemvWarps12, false, false, 2};
+    if (x2 && args.m <= 4) {
+      const bool one_wave_of_12 = tiles(args) <= 2 * sms;
+      if (group == 32 && tiles(args) <= 4 * sms && (args.m > 2 || !one_wave_of_12) &&
+          a_rows_16_byte_aligned(args)) {
+        return {2, 2, kGemvWarps, true, true, 2};
+      }
+      if (one_wave_of_12) return {1, 2, kGemvWarps12, false, false, 2};
     }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
   }
@@ -187,14 +196,16 @@ GemvShape gemv_shape(const MmArgs& args) {
 //                    staged, 2 tiles and 4 steps (group 128). M = 9..16,
 //                    group 64 / 128: 16 warps, 2 steps, 2 or 4 tiles; A
 //                    staged with group 128
-//   two chunks       folded, 12 warps, 1 tile, 2 steps, group 32, M <= 4
-//   a warp
+//   two chunks       M <= 4, 2 steps: folded, 12 warps, 1 tile, group 32 /
+//   a warp           64; staged and scaled, 8 warps, 2 tiles, group 32
 bool gemv_built(const MmArgs& args, const GemvShape& s) {
   const int group = int(args.group_size);
   if ((s.steps != 2 && s.steps != 4) || s.steps * 64 % group != 0) return false;
   if (s.buffers == 2) {
-    return group == 32 && args.m <= 4 && s.tiles == 1 && s.steps == 2 && s.warps == kGemvWarps12 && !s.staged_a &&
-           !s.scaled_w;
+    if (group > 64 || args.m > 4 || s.steps != 2) return false;
+    const bool folded12 = s.tiles == 1 && s.warps == kGemvWarps12 && !s.staged_a && !s.scaled_w;
+    const bool staged8 = group == 32 && s.tiles == 2 && s.warps == kGemvWarps && s.staged_a && s.scaled_w;
+    return folded12 || staged8;
   }
   if (s.buffers != 1) return false;
   if (!s.scaled_w) {
@@ -246,9 +257,9 @@ template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarp
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
-  // one block; 12 warps: two.
+  // one block; 12 warps, or two chunks a warp: two.
   constexpr int kFragments = kTiles * kMTiles;
-  constexpr int kMinBlocks = kWarps == kGemvWarps12                                                       ? 2
+  constexpr int kMinBlocks = kWarps == kGemvWarps12 || kBuffers == 2                                      ? 2
                              : kWarps > kGemvWarps                                                       ? 1
                              : kFragments == 1                                                           ? 3
                              : kMTiles == 1 && kTiles == 2 && kSteps == 2 && (kGroup == 128 || kScaledW) ? 3
@@ -282,7 +293,7 @@ void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
       return launch_mma<T, kGroup, 1, kTiles, 2, kGemvWarps12>(args, stream);
     }
   }
-  if constexpr (kGroup == 32 && kMTiles == 1 && kTiles == 1) {
+  if constexpr (kGroup <= 64 && kMTiles == 1 && kTiles == 1) {
     if (shape.buffers == 2) return launch_mma<T, kGroup, 1, 1, 2, kGemvWarps12, false, false, 2>(args, stream);
   }
   if constexpr (kGroup <= 128) {  // 2 steps hold whole groups
@@ -304,6 +315,9 @@ void launch_scaled(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
         launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true, true>(args, stream);  // staged
       } else {
         constexpr int kSteps = kGroup == 32 ? 2 : 4;
+        if constexpr (kGroup == 32) {
+          if (shape.buffers == 2) return launch_mma<T, kGroup, 1, 2, 2, kGemvWarps, true, true, 2>(args, stream);
+        }
         if (shape.tiles == 2 && shape.steps == 2) {
           return launch_mma<T, kGroup, 1, 2, 2, kGemvWarps, false, true>(args, stream);
         }
@@ -463,8 +477,8 @@ void gemv_mma_with(const MmArgs& args, const GemvShape& shape) {
          " 2 tiles and 2 steps, group 128 up to M = 4; unstaged."
          " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 2 tiles and 2 steps"
          " (group 64), 4 tiles and 2 steps (group >= 64), staged 2 tiles and 4 steps (group 128); M = 9..16,"
-         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128. Two buffers: folded,"
-         " 12 warps, 1 tile, 2 steps, group 32 up to M = 4)");
+         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128. Two buffers, 2 steps"
+         " up to M = 4: folded, 12 warps, 1 tile, group 32 or 64; staged and scaled, 8 warps, 2 tiles, group 32)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {
     fail("gemv_mma_with", "gemv_mma does not support M=", args.m, " dtype=", dtype_name(args.dtype),

@@ -328,9 +328,16 @@ INSTANTIATE_TEST_SUITE_P(
 // chunk cut by K (4768 k: 37.25 chunks, warps with 3 and 4).
 INSTANTIATE_TEST_SUITE_P(
     TwoBuffers, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12, false, false, 2}),
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12, false, false, 2}, GemvShape{2, 2, 8, true, true, 2}),
                        ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4768}, Shape{3, 40, 6144}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(32))),
+    gemv_case_name);
+// Group 64 (folded only): 4736 k is 37 chunks.
+INSTANTIATE_TEST_SUITE_P(
+    TwoBuffersGroup64, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12, false, false, 2}),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 6144}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(64))),
     gemv_case_name);
 
 // A shape gemv_mma has no kernel for is an error naming it, not a launch
@@ -391,11 +398,23 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 12}); }, "tiles=2, steps=4, warps=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, false, true}); },
                "warps=12, staged_a=false, scaled_w=true, buffers=1 at M=4");
-  // Two chunks a warp: folded, 12 warps, 1 tile, 2 steps, group 32, M <= 4;
-  // nothing but 1 or 2 buffers.
+  // Two chunks a warp, M <= 4, 2 steps: folded, 12 warps, 1 tile, group 32
+  // or 64; staged and scaled, 8 warps, 2 tiles, group 32. Nothing but 1 or
+  // 2 buffers.
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 12, false, false, 2}); },
                "tiles=1, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=2 at M=4, group_size=128");
+  args.group_size = 64;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true, 2}); },
+               "tiles=2, steps=2, warps=8, staged_a=true, scaled_w=true, buffers=2 at M=4, group_size=64");
   args.group_size = 32;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, false, true, 2}); },
+               "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=2 at M=4");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 8, true, true, 2}); },
+               "tiles=1, steps=2, warps=8, staged_a=true, scaled_w=true, buffers=2 at M=4");
+  args.m = 8;
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true, 2}); },
+               "staged_a=true, scaled_w=true, buffers=2 at M=8");
+  args.m = 4;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, false, false, 2}); },
                "tiles=2, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=2 at M=4");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 8, false, false, 2}); },

@@ -43,7 +43,8 @@
 // staged-A buffer) into which a warp's next chunk is issued before the
 // current one is computed, so that a chunk stays in flight during the
 // math. Measured in v25 and v26 (docs/cuda.md): slower at group 128,
-// dispatched for group 32's 12-warp blocks at M <= 4 (INT4MM_GEMV_X2=0: off).
+// dispatched at M <= 4 for groups 32 and 64 (gemv_shape; INT4MM_GEMV_X2=0:
+// off).
 //
 // Programmatic dependent launch (launch_gemv_mma decides where): the kernel
 // waits for the one before it in the stream before it reads A or writes C,

@@ -322,10 +322,11 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
 
-// Two chunks a warp (folded, group 32, 12 warps, 1 tile, 2 steps): each
-// warp's chunk count odd or even (the loop runs two at a time and may stop
-// after the first), fewer chunks than warps (1280 k: 10 chunks), a last
-// chunk cut by K (4768 k: 37.25 chunks, warps with 3 and 4).
+// Two chunks a warp (2 steps; folded with 12 warps and 1 tile, or staged
+// and scaled with 8 warps and 2 tiles, a last block of 1 at odd tile
+// counts): each warp's chunk count odd or even (the loop runs two at a time
+// and may stop after the first), fewer chunks than warps (1280 k: 10
+// chunks), a last chunk cut by K (4768 k: 37.25 chunks).
 INSTANTIATE_TEST_SUITE_P(
     TwoBuffers, GemvShapes,
     ::testing::Combine(::testing::Values(GemvShape{1, 2, 12, false, false, 2}, GemvShape{2, 2, 8, true, true, 2}),

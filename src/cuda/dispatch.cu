@@ -10,12 +10,14 @@
 //                          chunks a warp where the tiles fit
 //                          one wave; INT4MM_GEMV_X2=0: off)
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
-//                          warps, scaled weights, A staged      at 16 rows that traffic shows
-//                          where it can be, but where
+//                          warps (8 beyond one wave), scaled    at 16 rows that traffic shows
+//                          weights, A staged where it can be;
+//                          without staged A (group 64, or A's
+//                          rows not 16-byte aligned) or without
+//                          gemm_wgmma, where
 //                          N K >= 2^27, or >= 2^25 and N >= 3 K
-//                          (gemm_wgmma) or K >= 1.5 N (but not
-//                          with gemm_wgmma where A is staged),
-//                          or >= 2^26 with K <= 8192 (gemm_wgmma):
+//                          (gemm_wgmma) or K >= 1.5 N, or
+//                          >= 2^26 with K <= 8192 (gemm_wgmma):
 //                          as 17.. below
 //                17..      compute capability 9.0:              wgmma (sm_90a): the weights
 //                          gemm_wgmma, 16..256 rows per         dequantized in registers as A,
@@ -114,9 +116,10 @@ namespace {
 //             where those blocks fit one wave, else 4; A staged where it can
 //             be (14336 x 4096 at M = 16 18.3 us against 19.2, 8192 x 8192
 //             20.6 against 20.9, group 64 on 8192 x 8192 22.0 against 25.4,
-//             v9). Group 32: folded, 2 tiles, 2 steps (scaled 1.17-1.23x
-//             slower, v9). Group 256: folded, 4 tiles where wide, else 2;
-//             4 steps
+//             v9); where 4-tile blocks of 16 warps would take more than a
+//             wave with A staged, 8 warps two per SM (v27). Group 32:
+//             folded, 2 tiles, 2 steps (scaled 1.17-1.23x slower, v9).
+//             Group 256: folded, 4 tiles where wide, else 2; 4 steps
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
 bool a_rows_16_byte_aligned(const MmArgs& args) { return args.lda % 8 == 0 && aligned(args.a, 16); }
 
@@ -166,6 +169,19 @@ GemvShape gemv_shape(const MmArgs& args) {
     // 8192 0.70-0.87x). INT4MM_GEMV_W12=0: off.
     static const bool w12 = switched_on("INT4MM_GEMV_W12");
     const int64_t blocks = (tiles(args) + t - 1) / t;
+    if (group == 128) {
+      // v27 (whole chunks changed which shapes win; workbench, M = 1 / 4):
+      // 1-tile blocks of 2 steps with 16 warps where 12-warp ones fit (4096
+      // x 4096 4.73 / 5.24 us against 5.45 / 5.41, 14336 x 4096 12.04 /
+      // 14.16 against 12.78 / 14.49); scaled 4-tile blocks where they fill
+      // one wave of 1-2 per SM (4096 x 14336 12.68 / 12.67 against
+      // dispatch's 13.36 / 14.37); folded 4-tile blocks beyond 8 tiles per
+      // SM (8192 x 28672 43.47 / 43.73 against 44.53 / 45.22).
+      const int64_t quads = (tiles(args) + 3) / 4;  // 4-tile blocks
+      if (w12 && t == 1 && blocks <= 2 * sms) return {1, 2, kWarps16};
+      if (quads > sms && quads <= 2 * sms) return {4, 2, kGemvWarps, false, true};
+      if (tiles(args) > 8 * sms) return {4, 2, kGemvWarps};
+    }
     const bool warps12 = w12 && group == 128 && blocks <= 2 * sms && t * steps <= 4;
     return {t, steps, warps12 ? kGemvWarps12 : kGemvWarps};
   }
@@ -178,6 +194,10 @@ GemvShape gemv_shape(const MmArgs& args) {
   if (args.m <= 16) {
     if (group == 32) return {2, 2};
     if (group == 256) return {wide ? 4 : 2, 4};
+    // 4-tile blocks beyond one wave of one per SM: 8 warps, two per SM, A
+    // staged (v25's workbench: 8192 x 28672 55.9 us against 16 warps' 69.1,
+    // 4096 x 14336 16.9 against 21.0).
+    if (staged && (tiles(args) + 3) / 4 > sms) return {4, 2, kGemvWarps, true, true};
     return {(tiles(args) + 1) / 2 <= sms ? 2 : 4, 2, kWarps16, staged, true};
   }
   return {1, 4};
@@ -188,14 +208,15 @@ GemvShape gemv_shape(const MmArgs& args) {
 // and the workbench reach those). gemv_mma's launch table follows this list.
 //   folded, direct   8 warps: tiles 1, 2 or 4 (M <= 8), 2 or 4 (M <= 16),
 //                    1 (M <= 32); 2 or 4 steps holding whole groups. 16 warps:
-//                    4 tiles, 2 steps, group 128, M <= 8. 12 warps: 1 tile
-//                    with 2 or 4 steps, 2 with 2; group 128, M <= 4
+//                    4 tiles, 2 steps, group 128, M <= 8; 1 tile, 2 steps,
+//                    group 128, M <= 4. 12 warps: 1 tile with 2 or 4 steps,
+//                    2 with 2; group 128, M <= 4
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
 //                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
 //                    tiles and 2 steps (group 64, 128);
 //                    staged, 2 tiles and 4 steps (group 128). M = 9..16,
 //                    group 64 / 128: 16 warps, 2 steps, 2 or 4 tiles; A
-//                    staged with group 128
+//                    staged with group 128; and 8 warps, 4 tiles, staged
 //   two chunks       M <= 4, 2 steps: folded, 12 warps, 1 tile, group 32 /
 //   a warp           64; staged and scaled, 8 warps, 2 tiles, group 32
 bool gemv_built(const MmArgs& args, const GemvShape& s) {
@@ -215,6 +236,7 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
                                          : s.tiles == 1;
     return tiles_ok && (s.warps == kGemvWarps ||
                         (s.warps == 2 * kGemvWarps && args.m <= 8 && s.tiles == 4 && s.steps == 2 && group == 128) ||
+                        (s.warps == 2 * kGemvWarps && args.m <= 4 && s.tiles == 1 && s.steps == 2 && group == 128) ||
                         (s.warps == kGemvWarps12 && args.m <= 4 && s.tiles * s.steps <= 4 && group == 128));
   }
   if (args.m <= 8) {
@@ -224,8 +246,9 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
     return group <= 64 && (s.tiles == 1 || s.tiles == 2) &&
            (s.steps == (group == 32 ? 2 : 4) || (group == 64 && s.tiles == 2 && s.steps == 2));
   }
-  return args.m <= 16 && (group == 64 || group == 128) && s.warps == 2 * kGemvWarps && s.steps == 2 &&
-         (s.tiles == 2 || s.tiles == 4) && (!s.staged_a || group == 128);
+  if (args.m > 16 || (group != 64 && group != 128) || s.steps != 2) return false;
+  if (s.warps == kGemvWarps) return group == 128 && s.staged_a && s.tiles == 4;
+  return s.warps == 2 * kGemvWarps && (s.tiles == 2 || s.tiles == 4) && (!s.staged_a || group == 128);
 }
 
 // M = 9..16: a GEMM (gemm_wgmma, else gemm_mma) on the largest weights and
@@ -241,6 +264,15 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
 // gemv_mma's 18.6 (v12). Without gemm_wgmma, staged A is unmeasured
 // against gemm_mma: v4's rule.
 bool gemm_for_m16(const MmArgs& args, bool wgmma) {
+  // v27: gemv_mma's whole chunks cut its instructions per chunk at 16 rows
+  // by a third: with gemm_wgmma present, group 128 with A staged stays with
+  // gemv_mma (1.02-1.17x over gemm_wgmma's grids on 4096 x 14336, 8192 x
+  // 8192 and 28672 x 8192, level on 8192 x 28672); INT4MM_GEMV16=0 restores
+  // the rule below. Not group 64, whose direct 16-warp kernels ran
+  // 0.72-0.99x gemm_wgmma's speed where the rule moved them; not measured
+  // against gemm_mma (other GPUs).
+  static const bool gemv16 = switched_on("INT4MM_GEMV16");
+  if (gemv16 && wgmma && args.group_size == 128 && a_rows_16_byte_aligned(args)) return false;
   const int64_t weights = args.n * args.k;
   if (weights >= (int64_t(1) << 27)) return true;
   if (weights < (int64_t(1) << 25)) return false;
@@ -257,10 +289,17 @@ template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarp
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
-  // one block; 12 warps, or two chunks a warp: two.
+  // one block, but two with 1 tile; 12 warps, two chunks a warp, or 4
+  // staged tiles at 16 rows with 8 warps: two. 8 warps with 1 tile of 2
+  // steps (group 128, or scaled): four, the 64 registers it took unbounded
+  // before v27's whole chunks (which need 68-72 without the bound).
   constexpr int kFragments = kTiles * kMTiles;
-  constexpr int kMinBlocks = kWarps == kGemvWarps12 || kBuffers == 2                                      ? 2
+  constexpr bool kOneShortTile = kFragments == 1 && kSteps == 2 && (kGroup == 128 || kScaledW);
+  constexpr bool kStaged16 = kMTiles == 2 && kStagedA && kWarps == kGemvWarps;  // 4 tiles, two per SM
+  constexpr bool kWide1 = kWarps > kGemvWarps12 && kFragments == 1;              // 16 warps, 1 tile: two per SM
+  constexpr int kMinBlocks = kWarps == kGemvWarps12 || kBuffers == 2 || kStaged16 || kWide1               ? 2
                              : kWarps > kGemvWarps                                                       ? 1
+                             : kOneShortTile                                                             ? 4
                              : kFragments == 1                                                           ? 3
                              : kMTiles == 1 && kTiles == 2 && kSteps == 2 && (kGroup == 128 || kScaledW) ? 3
                              : kMTiles == 1 || (kFragments == 4 && kSteps == 2)                          ? 2
@@ -282,8 +321,8 @@ void launch_simt(const MmArgs& args, cudaStream_t stream) {
 // folded weights (per-group fold) ...
 template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
-  if constexpr (kGroup == 128 && kMTiles == 1 && kTiles == 4) {
-    if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, 4, 2, 2 * kGemvWarps>(args, stream);
+  if constexpr (kGroup == 128 && kMTiles == 1 && (kTiles == 4 || kTiles == 1)) {
+    if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, kTiles, 2, 2 * kGemvWarps>(args, stream);
   }
   if constexpr (kGroup == 128 && kMTiles == 1 && kTiles <= 2) {
     if (shape.warps == kGemvWarps12) {
@@ -326,6 +365,9 @@ void launch_scaled(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
       }
     } else if constexpr (kGroup >= 64) {
       if constexpr (kGroup == 128) {
+        if (shape.staged_a && shape.tiles == 4 && shape.warps == kGemvWarps) {
+          return launch_mma<T, kGroup, 2, 4, 2, kGemvWarps, true, true>(args, stream);
+        }
         if (shape.staged_a && shape.tiles == 4) {
           return launch_mma<T, kGroup, 2, 4, 2, kWarps16, true, true>(args, stream);
         }
@@ -473,11 +515,13 @@ void gemv_mma_with(const MmArgs& args, const GemvShape& shape) {
          ", staged_a=", shape.staged_a ? "true" : "false", ", scaled_w=", shape.scaled_w ? "true" : "false",
          ", buffers=", shape.buffers, " at M=", args.m, ", group_size=", args.group_size,
          " (folded: 8 warps, tiles 1, 2 or 4 up to M = 8, 2 or 4 up to 16, 1 up to 32, steps 2 or 4 holding whole"
-         " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8; 12 warps with 1 tile and 2 or 4 steps or"
+         " groups; 16 warps with 4 tiles, 2 steps, group 128 up to M = 8, or 1 tile up to M = 4; 12 warps with 1"
+         " tile and 2 or 4 steps or"
          " 2 tiles and 2 steps, group 128 up to M = 4; unstaged."
          " Scaled up to M = 8, 8 warps: 1 or 2 tiles with 2 steps (group 32) or 4 (group 64), 2 tiles and 2 steps"
          " (group 64), 4 tiles and 2 steps (group >= 64), staged 2 tiles and 4 steps (group 128); M = 9..16,"
-         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128. Two buffers, 2 steps"
+         " group <= 128: 16 warps, 2 steps, 2 tiles or 4 (group >= 64), staged with group 128, or 8 warps, 4 tiles,"
+         " staged (group 128). Two buffers, 2 steps"
          " up to M = 4: folded, 12 warps, 1 tile, group 32 or 64; staged and scaled, 8 warps, 2 tiles, group 32)");
   }
   if (!supports(MmKernel::kGemvMma, args)) {

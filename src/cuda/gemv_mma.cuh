@@ -46,6 +46,11 @@
 // dispatched at M <= 4 for groups 32 and 64 (gemv_shape; INT4MM_GEMV_X2=0:
 // off).
 //
+// Whole chunks (groups 64-256): a chunk whose tiles lie within N and whose
+// k lie within K loads without bounds checks, from per-lane bases at fixed
+// offsets; only the edge chunks take the checked loads (v27: a third fewer
+// instructions per chunk at 16 rows, docs/cuda.md).
+//
 // Programmatic dependent launch (launch_gemv_mma decides where): the kernel
 // waits for the one before it in the stream before it reads A or writes C,
 // and lets the next one start once its loads are issued.
@@ -64,6 +69,8 @@
 //
 // Tested by tests/cuda/test_cuda.cpp, timed by `int4mm bench --backend cuda`.
 #pragma once
+
+#include <type_traits>
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_internal.h"
@@ -265,12 +272,32 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const int tile0 = blockIdx.x * kTiles;
   const uint64_t policy = l2_evict_first_policy();
 
-  // Direct A: the rows this lane feeds into the B fragment (column g of each m-tile).
+  // Whole chunks: where every tile of the block lies within N and every k
+  // of the chunk within K, a chunk's loads need no bounds checks, and each
+  // lane's addresses are fixed offsets from bases set once here (a chunk
+  // moves them by its stride). The loads then take no predicates, selects
+  // or zero-fill moves; only the chunks at the edges keep the checked
+  // forms. (v27: with every load checked, the 16-row kernels issued about
+  // as many instructions per chunk on addresses and checks as on math.)
+  // Group 32 (four groups a chunk) keeps the checked loads everywhere: with
+  // whole chunks its kernels ran 0.93-0.97x at M <= 4 (v27).
+  constexpr bool kWholeChunks = kGroupSize >= 64;
+  const bool tiles_whole = kWholeChunks && tile0 + kTiles <= n / 16;
+  const int whole_chunks = tiles_whole ? k / kChunkK : 0;  // chunks below this one are whole
+  const uint32_t tile_loads = uint32_t(steps) * 32;  // 16-byte loads of one tile
+  const uint4* const w_lane = packed + int64_t(tile0) * tile_loads + lane;
+  const uint32_t group_stride = uint32_t(n) * 2;  // elements of sz per group
+  const T* const sz_lane = sz + (int64_t(tile0) * 16 + g) * 2;  // tile tt at + 32 tt, row g + 8 at + 16
+
+  // Direct A: the rows this lane feeds into the B fragment (column g of each
+  // m-tile); a row past M reads as zeros.
   const T* a_row[kMTiles];
+  bool row_ok[kMTiles];
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt) {
     const int row = mt * 8 + g;
-    a_row[mt] = row < m ? a + int64_t(row) * lda + 2 * t : nullptr;
+    row_ok[mt] = row < m;
+    a_row[mt] = a + int64_t(row_ok[mt] ? row : 0) * lda + 2 * t;
   }
   // Staged A: this warp's buffer, [row][16-byte unit] with unit u of row r
   // at u ^ (r % 8) (ldmatrix's 8 rows hit 8 different bank groups). Lane l
@@ -288,14 +315,21 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   uint32_t ld_unit[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) ld_unit[j] = ((2 * j + ((lane >> 3) & 1)) ^ (lane & 7)) * 16;
+  // Each cp.async covers kCopyRows whole rows of the chunk; a lane copies
+  // the same 16-byte unit of rows copy_row, copy_row + kCopyRows, ...
+  static_assert(32 % kUnits == 0, "a warp's copy covers whole rows");
+  constexpr int kCopyRows = 32 / kUnits;
+  const int copy_row = lane / kUnits, copy_unit = lane % kUnits;
+  const T* const a_copy = a + int64_t(copy_row) * lda + copy_unit * 8;
+  const int64_t a_copy_stride = kCopyRows * lda;
   auto stage_a = [&](int chunk, int buf) {
+    const bool k_ok = chunk * kChunkK + copy_unit * 8 < k;
+    const T* src = a_copy + int64_t(chunk) * kChunkK;
 #pragma unroll
-    for (int i = 0; i < kRowsA * kUnits / 32; ++i) {
-      const int row = (i * 32 + lane) / kUnits, unit = (i * 32 + lane) % kUnits;
-      const int kk = chunk * kChunkK + unit * 8;
-      const bool ok = row < m && kk < k;
-      cp_async_16(a_buf + buf * kBufferBytes + row * kRowBytes + ((unit ^ (row & 7)) << 4),
-                  ok ? a + int64_t(row) * lda + kk : a, ok);
+    for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
+      const int row = i * kCopyRows + copy_row;
+      const bool ok = row < m && k_ok;
+      cp_async_16(a_buf + buf * kBufferBytes + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), ok ? src : a, ok);
     }
     cp_async_commit();
   };
@@ -330,47 +364,73 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // pairs of its groups. (buf is a constant wherever this is inlined.)
   uint4 w[kBuffers][kTiles][kSteps];
   T2 sz_cur[kBuffers][kTiles][kGroupsPerChunk][2];
-  auto load_chunk = [&](int chunk, int buf) {
+  auto load_pair = [&](const T* p) {
+    if constexpr (kReadOnlySz) {
+      return load_pair_read_only<T2>(p);
+    } else {  // v17's, inline: through a helper it compiled to LDG as well, not LD.E
+      return *reinterpret_cast<const T2*>(p);
+    }
+  };
+  auto load_chunk = [&](int chunk, int buf, auto whole) {
+    if constexpr (decltype(whole)::value) {
+      const uint4* const wc = w_lane + uint64_t(uint32_t(chunk) * (kSteps * 32));
+      const T* const szc = sz_lane + uint64_t(uint32_t(chunk * kGroupsPerChunk)) * group_stride;
 #pragma unroll
-    for (int tt = 0; tt < kTiles; ++tt) {
-      const bool tile_ok = tile0 + tt < tiles;
-      const uint4* base = packed + int64_t(tile0 + tt) * steps * 32 + lane;
+      for (int tt = 0; tt < kTiles; ++tt) {
 #pragma unroll
-      for (int i = 0; i < kSteps; ++i) {
-        const int step = chunk * kSteps + i;
-        w[buf][tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
-                                                : make_uint4(0, 0, 0, 0);
+        for (int i = 0; i < kSteps; ++i) {
+          w[buf][tt][i] = load_streaming(wc + uint64_t(tt) * tile_loads + i * 32, policy);
+        }
+#pragma unroll
+        for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
+          const T* p = szc + uint64_t(gi) * group_stride + tt * 32;
+          sz_cur[buf][tt][gi][0] = load_pair(p);
+          sz_cur[buf][tt][gi][1] = load_pair(p + 16);
+        }
       }
-      const int row0 = (tile0 + tt) * 16 + g;
+    } else {
 #pragma unroll
-      for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
-        const int group = chunk * kGroupsPerChunk + gi;
-        const bool group_ok = group * kGroupSize < k;
-        const T2 zero2{T(0.0f), T(0.0f)};
-        const T* p = sz + (int64_t(group) * n + row0) * 2;
-        T2 (&pair)[2] = sz_cur[buf][tt][gi];
-        if constexpr (kReadOnlySz) {
-          pair[0] = group_ok && row0 < n ? load_pair_read_only<T2>(p) : zero2;
-          pair[1] = group_ok && row0 + 8 < n ? load_pair_read_only<T2>(p + 16) : zero2;
-        } else {  // v17's, inline: through a helper it compiled to LDG as well, not LD.E
-          pair[0] = group_ok && row0 < n ? *reinterpret_cast<const T2*>(p) : zero2;
-          pair[1] = group_ok && row0 + 8 < n ? *reinterpret_cast<const T2*>(p + 16) : zero2;
+      for (int tt = 0; tt < kTiles; ++tt) {
+        const bool tile_ok = tile0 + tt < tiles;
+        const uint4* base = packed + int64_t(tile0 + tt) * steps * 32 + lane;
+#pragma unroll
+        for (int i = 0; i < kSteps; ++i) {
+          const int step = chunk * kSteps + i;
+          w[buf][tt][i] = tile_ok && step < steps ? load_streaming(base + int64_t(step) * 32, policy)
+                                                  : make_uint4(0, 0, 0, 0);
+        }
+        const int row0 = (tile0 + tt) * 16 + g;
+#pragma unroll
+        for (int gi = 0; gi < kGroupsPerChunk; ++gi) {
+          const int group = chunk * kGroupsPerChunk + gi;
+          const bool group_ok = group * kGroupSize < k;
+          const T2 zero2{T(0.0f), T(0.0f)};
+          const T* p = sz + (int64_t(group) * n + row0) * 2;
+          T2 (&pair)[2] = sz_cur[buf][tt][gi];
+          pair[0] = group_ok && row0 < n ? load_pair(p) : zero2;
+          pair[1] = group_ok && row0 + 8 < n ? load_pair(p + 16) : zero2;
         }
       }
     }
   };
 
   // The math of one chunk from buffer `buf` (A staged there too, if staged).
-  auto compute_chunk = [&](int chunk, int buf) {
-    const uint8_t* const ld_buf = ld_base + buf * kBufferBytes;
-    float part[kTiles][kMTiles][4] = {};  // sum A * (q - 8) over the current group
-    float asum[kMTiles][4] = {};          // sum A over the current group (every tile's)
+  // Direct A: the lane's rows at the chunk being computed (loop-carried in
+  // the loop over whole chunks, so that they stay in registers).
+  const T* a_at[kMTiles];
+  auto a_at_chunk = [&](int chunk) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) a_at[mt] = a_row[mt] + int64_t(chunk) * kChunkK;
+  };
+  auto compute_chunk = [&](int chunk, int buf, auto whole) {
+    [[maybe_unused]] const uint8_t* const ld_buf = ld_base + buf * kBufferBytes;  // staged A
+    [[maybe_unused]] float part[kTiles][kMTiles][4] = {};  // folded: sum A * (q - 8) over the current group
+    [[maybe_unused]] float asum[kMTiles][4] = {};          // folded: sum A over the current group (every tile's)
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int k16 = i * 4 + j;  // index of this k16 sub-tile in the chunk
-        const int kk = chunk * kChunkK + k16 * 16;
         uint32_t b[kMTiles][2];  // B fragments: k halves of each m-tile
         if constexpr (kStagedA && kMTiles == 1) {
           ldmatrix_x2(b[0], ld_buf + i * 128 + ld_unit[j]);
@@ -385,9 +445,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
           for (int mt = 0; mt < kMTiles; ++mt) {
             b[mt][0] = b[mt][1] = 0;
-            if (a_row[mt] != nullptr && kk < k) {
-              b[mt][0] = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk);
-              b[mt][1] = *reinterpret_cast<const uint32_t*>(a_row[mt] + kk + 8);
+            if (row_ok[mt] && (decltype(whole)::value || chunk * kChunkK + k16 * 16 < k)) {
+              b[mt][0] = *reinterpret_cast<const uint32_t*>(a_at[mt] + k16 * 16);
+              b[mt][1] = *reinterpret_cast<const uint32_t*>(a_at[mt] + k16 * 16 + 8);
             }
           }
         }
@@ -440,45 +500,69 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     }
   };
 
+  // The loops run the whole chunks first, then the edge ones (a warp's
+  // last chunks at most); a_at moves with the chunk in the first.
+  auto next_a = [&] {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) a_at[mt] += kWarps * kChunkK;
+  };
+  int chunk = warp;
+  a_at_chunk(chunk);
   if constexpr (kBuffers == 1) {
-    for (int chunk = warp; chunk < chunks; chunk += kWarps) {
-      if constexpr (!kStagedA || kWeightsFirst) load_chunk(chunk, 0);
+    auto one_chunk = [&](int chunk, auto whole) {
+      if constexpr (!kStagedA || kWeightsFirst) load_chunk(chunk, 0, whole);
       if constexpr (kStagedA) {
         __syncwarp();  // every lane's ldmatrix of the last chunk is done
         stage_a(chunk, 0);
-        if constexpr (!kWeightsFirst) load_chunk(chunk, 0);
+        if constexpr (!kWeightsFirst) load_chunk(chunk, 0, whole);
         cp_async_wait<0>();
         __syncwarp();
       }
-      compute_chunk(chunk, 0);
+      compute_chunk(chunk, 0, whole);
+    };
+    for (; chunk < whole_chunks; chunk += kWarps, next_a()) one_chunk(chunk, std::true_type{});
+    for (; chunk < chunks; chunk += kWarps) {
+      a_at_chunk(chunk);
+      one_chunk(chunk, std::false_type{});
     }
   } else {
     // Two buffers: the loads of the warp's next chunk (weights, pairs and
     // staged A) are issued before this chunk's math, so that a warp keeps
-    // a chunk in flight while it computes. The loop is unrolled by two so
+    // a chunk in flight while it computes. The loops are unrolled by two so
     // that the buffers' registers are named by constants.
-    auto issue = [&](int chunk, int buf) {
+    auto issue = [&](int chunk, int buf, auto whole) {
       if (chunk < chunks) {
-        load_chunk(chunk, buf);
+        load_chunk(chunk, buf, whole);
         if constexpr (kStagedA) stage_a(chunk, buf);
       } else if constexpr (kStagedA) {
         cp_async_commit();  // an empty group: one group a chunk
       }
     };
-    auto run = [&](int chunk, int buf) {  // computes `chunk` from buf, with the one after it on its way
-      issue(chunk + kWarps, 1 - buf);
+    // Computes `chunk` from buf, with the one after it on its way.
+    auto run = [&](int chunk, int buf, auto whole_next, auto whole) {
+      issue(chunk + kWarps, 1 - buf, whole_next);
       if constexpr (kStagedA) {
         cp_async_wait<1>();  // this chunk's A
         __syncwarp();
       }
-      compute_chunk(chunk, buf);
+      compute_chunk(chunk, buf, whole);
       if constexpr (kStagedA) __syncwarp();  // every lane's ldmatrix is done before buf is refilled
     };
-    issue(warp, 0);
-    for (int chunk = warp; chunk < chunks; chunk += 2 * kWarps) {
-      run(chunk, 0);
+    constexpr std::true_type kWhole{};
+    constexpr std::false_type kEdge{};
+    issue(chunk, 0, kEdge);
+    for (; chunk + 2 * kWarps < whole_chunks; chunk += 2 * kWarps) {
+      run(chunk, 0, kWhole, kWhole);
+      next_a();
+      run(chunk + kWarps, 1, kWhole, kWhole);
+      next_a();
+    }
+    for (; chunk < chunks; chunk += 2 * kWarps) {
+      a_at_chunk(chunk);
+      run(chunk, 0, kEdge, kEdge);
       if (chunk + kWarps >= chunks) break;
-      run(chunk + kWarps, 1);
+      a_at_chunk(chunk + kWarps);
+      run(chunk + kWarps, 1, kEdge, kEdge);
     }
     if constexpr (kStagedA) cp_async_wait<0>();
   }

@@ -274,6 +274,15 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
+// 16 warps with 1 tile (M <= 4, group 128, two blocks per SM): 1280 k in
+// 10 chunks leaves 6 warps without one, 4736 k ends inside a chunk.
+INSTANTIATE_TEST_SUITE_P(
+    Warps16OneTile, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 16}),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    gemv_case_name);
+
 // 12 warps (M <= 4, group 128): 1280 k in 10 or 5 chunks leaves 2-10 warps
 // without one, 4736 k gives some warps 2 chunks of 4 steps and others 1.
 INSTANTIATE_TEST_SUITE_P(
@@ -306,7 +315,7 @@ INSTANTIATE_TEST_SUITE_P(
     gemv_case_name);
 
 // Scaled weights at M = 9..16 (group 64 / 128): 16 warps, 2 or 4 tiles, A
-// direct or staged.
+// direct or staged; 8 warps, 4 tiles, A staged.
 const auto kScaledM16 = ::testing::Values(Shape{9, 40, 1280}, Shape{13, 136, 4224}, Shape{16, 300, 4352});
 INSTANTIATE_TEST_SUITE_P(
     Scaled16Group64, GemvShapes,
@@ -317,7 +326,8 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(
     Scaled16Group128, GemvShapes,
     ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, false, true}, GemvShape{4, 2, 16, false, true},
-                                         GemvShape{2, 2, 16, true, true}, GemvShape{4, 2, 16, true, true}),
+                                         GemvShape{2, 2, 16, true, true}, GemvShape{4, 2, 16, true, true},
+                                         GemvShape{4, 2, 8, true, true}),
                        kScaledM16, ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
@@ -360,6 +370,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true}); },
                "warps=8, staged_a=true, scaled_w=true, buffers=1 at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 8, false, true}); },
+               "tiles=4, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, false, true}); },
                "steps=4, warps=16, staged_a=false, scaled_w=true, buffers=1 at M=12");
   args.group_size = 32;  // folded at 16 rows (scaled measured slower)

@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // forms. (v27: with every load checked, the 16-row kernels issued about
   // as many instructions per chunk on addresses and checks as on math.)
   // Group 32 (four groups a chunk) keeps the checked loads everywhere: with
-  // whole chunks its kernels ran 0.93-0.97x at M <= 4 (v27).
+  // whole chunks its kernels ran 0.93-0.99x at M <= 4 (v27).
   constexpr bool kWholeChunks = kGroupSize >= 64;
   const bool tiles_whole = kWholeChunks && tile0 + kTiles <= n / 16;
   const int whole_chunks = tiles_whole ? k / kChunkK : 0;  // chunks below this one are whole

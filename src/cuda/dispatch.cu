@@ -11,7 +11,8 @@
 //                          one wave; INT4MM_GEMV_X2=0: off)
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
 //                          warps (8 beyond one wave), scaled    at 16 rows that traffic shows
-//                          weights, A staged where it can be;
+//                          weights (bf16 2-tile: folded), A
+//                          staged where it can be;
 //                          without staged A (group 64, or A's
 //                          rows not 16-byte aligned) or without
 //                          gemm_wgmma, where
@@ -117,7 +118,8 @@ namespace {
 //             be (14336 x 4096 at M = 16 18.3 us against 19.2, 8192 x 8192
 //             20.6 against 20.9, group 64 on 8192 x 8192 22.0 against 25.4,
 //             v9); where 4-tile blocks of 16 warps would take more than a
-//             wave with A staged, 8 warps two per SM (v27). Group 32:
+//             wave with A staged, 8 warps two per SM (v27); bf16 in
+//             2-tile blocks with A staged: folded (v28). Group 32:
 //             folded, 2 tiles, 2 steps (scaled 1.17-1.23x slower, v9).
 //             Group 256: folded, 4 tiles where wide, else 2; 4 steps
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
@@ -198,7 +200,14 @@ GemvShape gemv_shape(const MmArgs& args) {
     // staged (v25's workbench: 8192 x 28672 55.9 us against 16 warps' 69.1,
     // 4096 x 14336 16.9 against 21.0).
     if (staged && (tiles(args) + 3) / 4 > sms) return {4, 2, kGemvWarps, true, true};
-    return {(tiles(args) + 1) / 2 <= sms ? 2 : 4, 2, kWarps16, staged, true};
+    // bf16 in 2-tile blocks with A staged: folded (v28, the tiles one after
+    // another, the weights' bias in the fold: 14336 x 4096 13.56-13.69 us
+    // against 14.08-14.23, 4096 x 4096 level; with 4 tiles the folded
+    // kernels spill and ran 0.67-0.85x). INT4MM_GEMV16_FOLDED=0: scaled.
+    static const bool folded16 = switched_on("INT4MM_GEMV16_FOLDED");
+    const bool two = (tiles(args) + 1) / 2 <= sms;
+    const bool folded = folded16 && staged && two && args.dtype == DType::kBFloat16;
+    return {two ? 2 : 4, 2, kWarps16, staged, !folded};
   }
   return {1, 4};
 }
@@ -211,6 +220,7 @@ GemvShape gemv_shape(const MmArgs& args) {
 //                    4 tiles, 2 steps, group 128, M <= 8; 1 tile, 2 steps,
 //                    group 128, M <= 4. 12 warps: 1 tile with 2 or 4 steps,
 //                    2 with 2; group 128, M <= 4
+//   folded, staged   M = 9..16, group 128: 16 warps, 2 tiles, 2 steps
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
 //                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
 //                    tiles and 2 steps (group 64, 128);
@@ -230,7 +240,9 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
   }
   if (s.buffers != 1) return false;
   if (!s.scaled_w) {
-    if (s.staged_a) return false;
+    if (s.staged_a) {  // M = 9..16, group 128: 2 tiles, 2 steps, 16 warps
+      return args.m > 8 && args.m <= 16 && group == 128 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
+    }
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
                                          : s.tiles == 1;
@@ -321,6 +333,9 @@ void launch_simt(const MmArgs& args, cudaStream_t stream) {
 // folded weights (per-group fold) ...
 template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
+  if constexpr (kGroup == 128 && kMTiles == 2 && kTiles == 2) {
+    if (shape.staged_a) return launch_mma<T, kGroup, 2, 2, 2, 2 * kGemvWarps, true>(args, stream);
+  }
   if constexpr (kGroup == 128 && kMTiles == 1 && (kTiles == 4 || kTiles == 1)) {
     if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, kTiles, 2, 2 * kGemvWarps>(args, stream);
   }

@@ -146,23 +146,31 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) {
   return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
 }
 
-// D = A * B + D for m16n8k16, fp32 accumulators, T in {half, bf16}.
-template <typename T>
-__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                             uint32_t b1) {
-  if constexpr (std::is_same_v<T, half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+// D = A * B + D for m16n8k16, fp32 accumulators, T in {half, bf16}; with
+// kZeroC, D = A * B (the accumulator's zeros come from RZ, not from moves).
+template <typename T, bool kZeroC = false>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#define INT4MM_MMA_M16N8K16(TYPE, C)                                                                 \
+  "mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, " \
+  "{%8, %9}, " C ";"
+  if constexpr (kZeroC && std::is_same_v<T, half>) {
+    asm volatile(INT4MM_MMA_M16N8K16("f16", "{%10, %10, %10, %10}")
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
+  } else if constexpr (kZeroC) {
+    asm volatile(INT4MM_MMA_M16N8K16("bf16", "{%10, %10, %10, %10}")
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
+  } else if constexpr (std::is_same_v<T, half>) {
+    asm volatile(INT4MM_MMA_M16N8K16("f16", "{%0, %1, %2, %3}")
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm volatile(INT4MM_MMA_M16N8K16("bf16", "{%0, %1, %2, %3}")
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+#undef INT4MM_MMA_M16N8K16
 }
 
 template <typename T2>
@@ -182,8 +190,19 @@ __device__ __forceinline__ uint32_t and_or(uint32_t x, uint32_t mask, uint32_t b
   return r;
 }
 
-// One packed word (8 nibbles, layout.h order) -> the four A-fragment
-// registers, each two exact values q - 8.
+// One packed word (8 nibbles, layout.h order) -> the four bf16 A-fragment
+// registers, each two exact values 128 + q (kBf16MagicBias + q - 8): bf16
+// has 7 mantissa bits, so only the low nibble position works, and the
+// nibbles are shifted there.
+constexpr int kBf16MagicBias = 136;
+__device__ __forceinline__ void magic_word_bf16(uint32_t x, uint32_t (&frag)[4]) {
+  constexpr uint32_t kMagic = 0x43004300u;  // bf162(128, 128)
+#pragma unroll
+  for (int i = 0; i < 4; ++i) frag[i] = and_or(x >> (4 * i), 0x000f000fu, kMagic);
+}
+
+// One packed word -> the four A-fragment registers, each two exact values
+// q - 8.
 template <typename T>
 __device__ __forceinline__ void dequant_word(uint32_t x, uint32_t (&frag)[4]) {
   if constexpr (std::is_same_v<T, half>) {
@@ -199,13 +218,10 @@ __device__ __forceinline__ void dequant_word(uint32_t x, uint32_t (&frag)[4]) {
     frag[2] = as_u32(__hsub2(as_pair<half2>(and_or(y, 0x000f000fu, kMagic)), kLowBias));
     frag[3] = as_u32(__hfma2(as_pair<half2>(and_or(y, 0x00f000f0u, kMagic)), kSixteenth, kHighBias));
   } else {
-    // bf16 has 7 mantissa bits: only the low nibble position works, so shift.
-    constexpr uint32_t kMagic = 0x43004300u;  // bf162(128, 128)
-    const __nv_bfloat162 kBias = __floats2bfloat162_rn(136.0f, 136.0f);  // 128 + 8
+    const __nv_bfloat162 kBias = __floats2bfloat162_rn(float(kBf16MagicBias), float(kBf16MagicBias));
+    magic_word_bf16(x, frag);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      frag[i] = as_u32(__hsub2(as_pair<__nv_bfloat162>(and_or(x >> (4 * i), 0x000f000fu, kMagic)), kBias));
-    }
+    for (int i = 0; i < 4; ++i) frag[i] = as_u32(__hsub2(as_pair<__nv_bfloat162>(frag[i]), kBias));
   }
 }
 
@@ -257,6 +273,16 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   //                 the pairs' loads were LDG (0.88-0.94x).
   constexpr bool kReadOnlySz = kGroupSize != 64 && kWarps < 16;
   constexpr bool kWeightsFirst = kStagedA && kWarps <= 8;
+  // bf16, folded: the mmas take the weights as the magic leaves them, 128 +
+  // q, and the fold takes the bias off in float32, as zero - 136 scale
+  // against sum A: four packed subtracts fewer per word (v28). The sum's
+  // float32 roundings then scale with 136 / |q - 8| instead of 1; bf16 has
+  // the bits for that (tests/test_util.h's bound), fp16's 1024 + q would
+  // need 8 times as many, and keeps the subtract.
+  constexpr bool kBiasInFold = std::is_same_v<T, __nv_bfloat16>;
+  // Folded with A staged: the chunk's tiles one after another (compute_chunk
+  // says why).
+  constexpr bool kTileMajor = !kScaledW && kStagedA && kTiles > 1;
   using T2 = typename Pair<T>::type;
   constexpr int kChunkK = kSteps * 64;
   constexpr int kGroupsPerChunk = kChunkK / kGroupSize;
@@ -270,6 +296,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const int chunks = (steps + kSteps - 1) / kSteps;
   const int tiles = (n + 15) / 16;
   const int tile0 = blockIdx.x * kTiles;
+  [[maybe_unused]] const int opaque_zero = m >> 31;  // m >= 0 (kTileMajor's reloads)
   const uint64_t policy = l2_evict_first_policy();
 
   // Whole chunks: where every tile of the block lies within N and every k
@@ -322,14 +349,26 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const int copy_row = lane / kUnits, copy_unit = lane % kUnits;
   const T* const a_copy = a + int64_t(copy_row) * lda + copy_unit * 8;
   const int64_t a_copy_stride = kCopyRows * lda;
-  auto stage_a = [&](int chunk, int buf) {
-    const bool k_ok = chunk * kChunkK + copy_unit * 8 < k;
+  // A whole chunk copies without checks where all kRowsA rows lie within M
+  // (rows_whole: the loop over whole chunks has a copy of its own for it;
+  // v28: at M = 16 the checks took 5 of every 6 instructions of the copy).
+  auto stage_a = [&](int chunk, int buf, auto whole, auto rows_whole) {
     const T* src = a_copy + int64_t(chunk) * kChunkK;
+    const uint32_t dst = a_buf + buf * kBufferBytes;
+    if constexpr (decltype(whole)::value && decltype(rows_whole)::value) {
 #pragma unroll
-    for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
-      const int row = i * kCopyRows + copy_row;
-      const bool ok = row < m && k_ok;
-      cp_async_16(a_buf + buf * kBufferBytes + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), ok ? src : a, ok);
+      for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
+        const int row = i * kCopyRows + copy_row;
+        cp_async_16(dst + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), src, true);
+      }
+    } else {
+      const bool k_ok = chunk * kChunkK + copy_unit * 8 < k;
+#pragma unroll
+      for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
+        const int row = i * kCopyRows + copy_row;
+        const bool ok = row < m && k_ok;
+        cp_async_16(dst + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), ok ? src : a, ok);
+      }
     }
     cp_async_commit();
   };
@@ -424,35 +463,67 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   };
   auto compute_chunk = [&](int chunk, int buf, auto whole) {
     [[maybe_unused]] const uint8_t* const ld_buf = ld_base + buf * kBufferBytes;  // staged A
-    [[maybe_unused]] float part[kTiles][kMTiles][4] = {};  // folded: sum A * (q - 8) over the current group
-    [[maybe_unused]] float asum[kMTiles][4] = {};          // folded: sum A over the current group (every tile's)
+    // The B fragments of k16 sub-tile j of step i: the k halves of each m-tile.
+    // (Staged: from the copy at `from`.)
+    auto b_fragments = [&](int i, int j, uint32_t (&b)[kMTiles][2], const uint8_t* from = nullptr) {
+      if (from == nullptr) from = ld_buf;
+      if constexpr (kStagedA && kMTiles == 1) {
+        ldmatrix_x2(b[0], from + i * 128 + ld_unit[j]);
+      } else if constexpr (kStagedA) {
 #pragma unroll
-    for (int i = 0; i < kSteps; ++i) {
+        for (int p = 0; p < kMTiles / 2; ++p) {
+          uint32_t d[4];
+          ldmatrix_x4(d, from + p * 16 * kRowBytes + i * 128 + ld_unit[j]);
+          b[2 * p][0] = d[0], b[2 * p][1] = d[1], b[2 * p + 1][0] = d[2], b[2 * p + 1][1] = d[3];
+        }
+      } else {
+        const int k16 = i * 4 + j;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int k16 = i * 4 + j;  // index of this k16 sub-tile in the chunk
-        uint32_t b[kMTiles][2];  // B fragments: k halves of each m-tile
-        if constexpr (kStagedA && kMTiles == 1) {
-          ldmatrix_x2(b[0], ld_buf + i * 128 + ld_unit[j]);
-        } else if constexpr (kStagedA) {
-#pragma unroll
-          for (int p = 0; p < kMTiles / 2; ++p) {
-            uint32_t d[4];
-            ldmatrix_x4(d, ld_buf + p * 16 * kRowBytes + i * 128 + ld_unit[j]);
-            b[2 * p][0] = d[0], b[2 * p][1] = d[1], b[2 * p + 1][0] = d[2], b[2 * p + 1][1] = d[3];
-          }
-        } else {
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            b[mt][0] = b[mt][1] = 0;
-            if (row_ok[mt] && (decltype(whole)::value || chunk * kChunkK + k16 * 16 < k)) {
-              b[mt][0] = *reinterpret_cast<const uint32_t*>(a_at[mt] + k16 * 16);
-              b[mt][1] = *reinterpret_cast<const uint32_t*>(a_at[mt] + k16 * 16 + 8);
-            }
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          b[mt][0] = b[mt][1] = 0;
+          if (row_ok[mt] && (decltype(whole)::value || chunk * kChunkK + k16 * 16 < k)) {
+            b[mt][0] = *reinterpret_cast<const uint32_t*>(a_at[mt] + k16 * 16);
+            b[mt][1] = *reinterpret_cast<const uint32_t*>(a_at[mt] + k16 * 16 + 8);
           }
         }
-        if constexpr (kScaledW) {
-          const int gi = k16 / kK16PerGroup;
+      }
+    };
+    // Folded: the weights of word j of tile tt's step i as the mma takes them.
+    auto folded_word = [&](int tt, int i, int j, uint32_t (&frag)[4]) {
+      if constexpr (kBiasInFold) {
+        magic_word_bf16(word_of(w[buf][tt][i], j), frag);
+      } else {
+        dequant_word<T>(word_of(w[buf][tt][i], j), frag);
+      }
+    };
+    // Folded, at the end of group gi of tile tt: scale and zero in float32.
+    auto fold = [&](int tt, int gi, const float (&part)[kMTiles][4], const float (&asum)[kMTiles][4]) {
+      const T2 (&pair)[2] = sz_cur[buf][tt][gi];
+      float2 p0 = make_float2(to_float(pair[0].x), to_float(pair[0].y));
+      float2 p1 = make_float2(to_float(pair[1].x), to_float(pair[1].y));
+      if constexpr (kBiasInFold) {  // part holds sum A * (q - 8 + bias)
+        p0.y = fmaf(-float(kBf16MagicBias), p0.x, p0.y);
+        p1.y = fmaf(-float(kBf16MagicBias), p1.x, p1.y);
+      }
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        float (&s)[4] = acc[tt][mt];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 sz2 = e < 2 ? p0 : p1;
+          s[e] = fmaf(sz2.x, part[mt][e], s[e]);
+          s[e] = fmaf(sz2.y, asum[mt][e], s[e]);
+        }
+      }
+    };
+    if constexpr (kScaledW) {
+#pragma unroll
+      for (int i = 0; i < kSteps; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          uint32_t b[kMTiles][2];
+          b_fragments(i, j, b);
+          const int gi = (i * 4 + j) / kK16PerGroup;
 #pragma unroll
           for (int tt = 0; tt < kTiles; ++tt) {
             uint32_t frag[4];
@@ -461,39 +532,71 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) mma_m16n8k16<T>(acc[tt][mt], frag, b[mt][0], b[mt][1]);
           }
-        } else {
+        }
+      }
+    } else if constexpr (kTileMajor) {
+      // One tile after another, each group's sums started from zero in the
+      // mma itself: one group's partial sums live at a time (kMTiles x 4
+      // registers instead of kTiles x kMTiles x 4), for one ldmatrix per
+      // tile and k16 instead of one per k16.
+      float asum[kGroupsPerChunk][kMTiles][4];  // sum A per group (every tile's)
+#pragma unroll
+      for (int tt = 0; tt < kTiles; ++tt) {
+        // The same copy of A, at an offset ptxas cannot see is zero: else
+        // it keeps the chunk's B fragments from the first tile for the
+        // others (kMTiles x 16 registers), and spills.
+        const uint8_t* const tile_a = ld_buf + tt * opaque_zero;
+        float part[kMTiles][4];
+#pragma unroll
+        for (int i = 0; i < kSteps; ++i) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int k16 = i * 4 + j;
+            const int gi = k16 / kK16PerGroup;
+            const bool first = k16 % kK16PerGroup == 0;
+            uint32_t b[kMTiles][2];
+            b_fragments(i, j, b, tile_a);
+            uint32_t frag[4];
+            folded_word(tt, i, j, frag);
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; ++mt) {
+              if (tt == 0) {
+                first ? mma_m16n8k16<T, true>(asum[gi][mt], ones, b[mt][0], b[mt][1])
+                      : mma_m16n8k16<T>(asum[gi][mt], ones, b[mt][0], b[mt][1]);
+              }
+              first ? mma_m16n8k16<T, true>(part[mt], frag, b[mt][0], b[mt][1])
+                    : mma_m16n8k16<T>(part[mt], frag, b[mt][0], b[mt][1]);
+            }
+            if ((k16 + 1) % kK16PerGroup == 0) fold(tt, gi, part, asum[gi]);
+          }
+        }
+      }
+    } else {
+      float part[kTiles][kMTiles][4];  // sum A * (q - 8) over the current group
+      float asum[kMTiles][4];          // sum A over the current group (every tile's)
+#pragma unroll
+      for (int i = 0; i < kSteps; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int k16 = i * 4 + j;
+          const bool first = k16 % kK16PerGroup == 0;
+          uint32_t b[kMTiles][2];
+          b_fragments(i, j, b);
 #pragma unroll
           for (int mt = 0; mt < kMTiles; ++mt) {
             const uint32_t b0 = b[mt][0], b1 = b[mt][1];
-            mma_m16n8k16<T>(asum[mt], ones, b0, b1);
+            first ? mma_m16n8k16<T, true>(asum[mt], ones, b0, b1) : mma_m16n8k16<T>(asum[mt], ones, b0, b1);
 #pragma unroll
             for (int tt = 0; tt < kTiles; ++tt) {
               uint32_t frag[4];
-              dequant_word<T>(word_of(w[buf][tt][i], j), frag);
-              mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
+              folded_word(tt, i, j, frag);
+              first ? mma_m16n8k16<T, true>(part[tt][mt], frag, b0, b1)
+                    : mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
             }
           }
           if ((k16 + 1) % kK16PerGroup == 0) {
-            // Group boundary: fold scale and zero in float32.
-            const int gi = k16 / kK16PerGroup;
 #pragma unroll
-            for (int tt = 0; tt < kTiles; ++tt) {
-              const T2 (&pair)[2] = sz_cur[buf][tt][gi];
-              const float2 p0 = make_float2(to_float(pair[0].x), to_float(pair[0].y));
-              const float2 p1 = make_float2(to_float(pair[1].x), to_float(pair[1].y));
-#pragma unroll
-              for (int mt = 0; mt < kMTiles; ++mt) {
-                float (&s)[4] = acc[tt][mt];
-                float (&p)[4] = part[tt][mt];
-                s[0] += p0.x * p[0] + p0.y * asum[mt][0];
-                s[1] += p0.x * p[1] + p0.y * asum[mt][1];
-                s[2] += p1.x * p[2] + p1.y * asum[mt][2];
-                s[3] += p1.x * p[3] + p1.y * asum[mt][3];
-                p[0] = p[1] = p[2] = p[3] = 0.0f;
-              }
-            }
-#pragma unroll
-            for (int mt = 0; mt < kMTiles; ++mt) asum[mt][0] = asum[mt][1] = asum[mt][2] = asum[mt][3] = 0.0f;
+            for (int tt = 0; tt < kTiles; ++tt) fold(tt, k16 / kK16PerGroup, part[tt], asum);
           }
         }
       }
@@ -509,21 +612,26 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   int chunk = warp;
   a_at_chunk(chunk);
   if constexpr (kBuffers == 1) {
-    auto one_chunk = [&](int chunk, auto whole) {
+    auto one_chunk = [&](int chunk, auto whole, auto rows_whole) {
       if constexpr (!kStagedA || kWeightsFirst) load_chunk(chunk, 0, whole);
       if constexpr (kStagedA) {
         __syncwarp();  // every lane's ldmatrix of the last chunk is done
-        stage_a(chunk, 0);
+        stage_a(chunk, 0, whole, rows_whole);
         if constexpr (!kWeightsFirst) load_chunk(chunk, 0, whole);
         cp_async_wait<0>();
         __syncwarp();
       }
       compute_chunk(chunk, 0, whole);
     };
-    for (; chunk < whole_chunks; chunk += kWarps, next_a()) one_chunk(chunk, std::true_type{});
+    if constexpr (kStagedA) {  // (a_at is direct A's)
+      if (m >= kRowsA) {
+        for (; chunk < whole_chunks; chunk += kWarps) one_chunk(chunk, std::true_type{}, std::true_type{});
+      }
+    }
+    for (; chunk < whole_chunks; chunk += kWarps, next_a()) one_chunk(chunk, std::true_type{}, std::false_type{});
     for (; chunk < chunks; chunk += kWarps) {
       a_at_chunk(chunk);
-      one_chunk(chunk, std::false_type{});
+      one_chunk(chunk, std::false_type{}, std::false_type{});
     }
   } else {
     // Two buffers: the loads of the warp's next chunk (weights, pairs and
@@ -533,7 +641,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     auto issue = [&](int chunk, int buf, auto whole) {
       if (chunk < chunks) {
         load_chunk(chunk, buf, whole);
-        if constexpr (kStagedA) stage_a(chunk, buf);
+        if constexpr (kStagedA) stage_a(chunk, buf, whole, std::false_type{});
       } else if constexpr (kStagedA) {
         cp_async_commit();  // an empty group: one group a chunk
       }

@@ -332,6 +332,15 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
 
+// Folded with A staged at M = 9..16 (group 128, 2 tiles, 16 warps): the
+// chunk's tiles one after another.
+INSTANTIATE_TEST_SUITE_P(
+    Folded16Staged, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}),
+                       kScaledM16, ::testing::Values(DType::kFloat16, DType::kBFloat16),
+                       ::testing::Values(int64_t(128))),
+    gemv_case_name);
+
 // Two chunks a warp (2 steps; folded with 12 warps and 1 tile, or staged
 // and scaled with 8 warps and 2 tiles, a last block of 1 at odd tile
 // counts): each warp's chunk count odd or even (the loop runs two at a time
@@ -351,6 +360,25 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(64))),
     gemv_case_name);
 
+// bf16's folded kernels take the weights as 128 + q and subtract 136 x sum A
+// in the fold, in float32: with A all positive (PyTorch's test draws A and W
+// from U[0, 1)) that sum is largest against the result, and deep K adds up
+// the most roundings. A direct and staged, one tile at a time and several.
+TEST(CudaKernels, GemvFoldedBiasWithPositiveActivations) {
+  SKIP_WITHOUT_GPU();
+  for (const GemvShape gemv : {GemvShape{1, 2}, GemvShape{4, 2, 16}, GemvShape{2, 2, 16, true}}) {
+    SCOPED_TRACE(::testing::PrintToString(gemv));
+    const int64_t m = gemv.staged_a ? 16 : 4, n = 136, k = 16384;
+    Problem p = make_problem(m, n, k, 128, DType::kBFloat16, 11, /*torch_style=*/true);
+    const int64_t ldc = n;
+    GpuProblem gpu(p, ldc);
+    const Options options{Backend::kCuda};
+    detail::cuda::gemv_mma_with(gpu.args(ldc, options), gemv);
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    expect_matches_oracle(p, oracle(p), gpu.result(ldc), ldc, "gemv_mma");
+  }
+}
+
 // A shape gemv_mma has no kernel for is an error naming it, not a launch
 // (checked before any device work: runs without a GPU too).
 TEST(CudaKernels, GemvShapeOutOfRange) {
@@ -365,9 +393,14 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
                "got lda=260");
   args.lda = 256;
-  // Staged A only with scaled weights; at M = 9..16 with 16 warps and 2 steps.
-  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true}); },
-               "warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
+  // Staged A: scaled, or folded at M = 9..16 with 2 tiles, 2 steps and 16
+  // warps (group 128).
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, true}); },
+               "steps=4, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16, true}); },
+               "tiles=4, steps=2, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true}); },
+               "tiles=2, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true}); },
                "warps=8, staged_a=true, scaled_w=true, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 8, false, true}); },
@@ -389,6 +422,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=false, buffers=1 at M=4");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, false, true}); },
                "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=1 at M=4, group_size=128");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true}); },
+               "tiles=2, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
   args.m = 12;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
                "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=12");

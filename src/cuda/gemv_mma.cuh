@@ -30,7 +30,8 @@
 // bf16) against the activations as they are, accumulated in fp32; the second
 // is an mma of a ones matrix against the same activation fragment, which puts
 // sum_k A[m][k] exactly where the C fragment needs it. No per-weight scale or
-// zero is applied, and no weight is rounded.
+// zero is applied, and no weight is rounded. (bf16 takes 128 + q into the
+// first sum and zero - 136 scale as the zero: kBiasInFold.)
 //
 // Scaled weights (kScaledW): each weight becomes (q - 8) * scale + zero in
 // one packed FMA, rounded once to T as dequantize + cuBLAS and gemm_wgmma
@@ -49,7 +50,11 @@
 // Whole chunks (groups 64-256): a chunk whose tiles lie within N and whose
 // k lie within K loads without bounds checks, from per-lane bases at fixed
 // offsets; only the edge chunks take the checked loads (v27: a third fewer
-// instructions per chunk at 16 rows, docs/cuda.md).
+// instructions per chunk at 16 rows, docs/cuda.md). Staged A copies them
+// without checks too where M fills the staged rows (v28).
+//
+// Folded with A staged (kTileMajor, M = 9..16): a chunk's tiles one after
+// another, so that one group's partial sums live at a time (v28).
 //
 // Programmatic dependent launch (launch_gemv_mma decides where): the kernel
 // waits for the one before it in the stream before it reads A or writes C,
@@ -58,7 +63,8 @@
 // int4 -> 16-bit float without conversions: OR-ing a nibble into the mantissa
 // of a magic constant gives magic + q exactly (fp16: 1024 + q, mantissa
 // ulp 1 in [1024, 2048); bf16: 128 + q, ulp 1 in [128, 256)); one packed
-// subtract then yields q - 8 for two weights at once.
+// subtract then yields q - 8 for two weights at once (bf16's folded kernels
+// leave it to the fold).
 //
 // Limitations:
 //   1. M <= 8 * kMTiles (kMTiles <= 4): larger M goes to gemm_mma or cuBLAS.

@@ -522,6 +522,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
         }
       }
     };
+    // Folded: D (+)= A * B, the first k16 of a group starting from zero.
+    auto mma_group = [](float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool first) {
+      first ? mma_m16n8k16<T, true>(d, a, b0, b1) : mma_m16n8k16<T>(d, a, b0, b1);
+    };
     if constexpr (kScaledW) {
 #pragma unroll
       for (int i = 0; i < kSteps; ++i) {
@@ -566,19 +570,15 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
             folded_word(tt, i, j, frag);
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
-              if (tt == 0) {
-                first ? mma_m16n8k16<T, true>(asum[gi][mt], ones, b[mt][0], b[mt][1])
-                      : mma_m16n8k16<T>(asum[gi][mt], ones, b[mt][0], b[mt][1]);
-              }
-              first ? mma_m16n8k16<T, true>(part[mt], frag, b[mt][0], b[mt][1])
-                    : mma_m16n8k16<T>(part[mt], frag, b[mt][0], b[mt][1]);
+              if (tt == 0) mma_group(asum[gi][mt], ones, b[mt][0], b[mt][1], first);
+              mma_group(part[mt], frag, b[mt][0], b[mt][1], first);
             }
             if ((k16 + 1) % kK16PerGroup == 0) fold(tt, gi, part, asum[gi]);
           }
         }
       }
     } else {
-      float part[kTiles][kMTiles][4];  // sum A * (q - 8) over the current group
+      float part[kTiles][kMTiles][4];  // sum A * w over the current group (w as folded_word gives it)
       float asum[kMTiles][4];          // sum A over the current group (every tile's)
 #pragma unroll
       for (int i = 0; i < kSteps; ++i) {
@@ -591,13 +591,12 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 #pragma unroll
           for (int mt = 0; mt < kMTiles; ++mt) {
             const uint32_t b0 = b[mt][0], b1 = b[mt][1];
-            first ? mma_m16n8k16<T, true>(asum[mt], ones, b0, b1) : mma_m16n8k16<T>(asum[mt], ones, b0, b1);
+            mma_group(asum[mt], ones, b0, b1, first);
 #pragma unroll
             for (int tt = 0; tt < kTiles; ++tt) {
               uint32_t frag[4];
               folded_word(tt, i, j, frag);
-              first ? mma_m16n8k16<T, true>(part[tt][mt], frag, b0, b1)
-                    : mma_m16n8k16<T>(part[tt][mt], frag, b0, b1);
+              mma_group(part[tt][mt], frag, b0, b1, first);
             }
           }
           if ((k16 + 1) % kK16PerGroup == 0) {

@@ -422,8 +422,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=false, buffers=1 at M=4");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, false, true}); },
                "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=1 at M=4, group_size=128");
-  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true}); },
-               "tiles=2, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true}); },
+               "tiles=2, steps=2, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
   args.m = 12;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
                "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=12");

@@ -359,22 +359,15 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // (rows_whole: the loop over whole chunks has a copy of its own for it;
   // v28: at M = 16 the checks took 5 of every 6 instructions of the copy).
   auto stage_a = [&](int chunk, int buf, auto whole, auto rows_whole) {
+    constexpr bool kUnchecked = decltype(whole)::value && decltype(rows_whole)::value;
+    const bool k_ok = chunk * kChunkK + copy_unit * 8 < k;
     const T* src = a_copy + int64_t(chunk) * kChunkK;
     const uint32_t dst = a_buf + buf * kBufferBytes;
-    if constexpr (decltype(whole)::value && decltype(rows_whole)::value) {
 #pragma unroll
-      for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
-        const int row = i * kCopyRows + copy_row;
-        cp_async_16(dst + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), src, true);
-      }
-    } else {
-      const bool k_ok = chunk * kChunkK + copy_unit * 8 < k;
-#pragma unroll
-      for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
-        const int row = i * kCopyRows + copy_row;
-        const bool ok = row < m && k_ok;
-        cp_async_16(dst + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), ok ? src : a, ok);
-      }
+    for (int i = 0; i < kRowsA / kCopyRows; ++i, src += a_copy_stride) {
+      const int row = i * kCopyRows + copy_row;
+      const bool ok = kUnchecked || (row < m && k_ok);
+      cp_async_16(dst + row * kRowBytes + ((copy_unit ^ (row & 7)) << 4), ok ? src : a, ok);
     }
     cp_async_commit();
   };

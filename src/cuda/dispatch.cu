@@ -156,6 +156,18 @@ GemvShape gemv_shape(const MmArgs& args) {
     }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
   }
+  // Trial, off until measured (INT4MM_GEMV8_STAGED=1: on): M = 2..8 where
+  // 2-tile blocks fit one wave of one per SM (group 128, A staged) in the
+  // 16-warp 2-step blocks of M = 9..16, one m-tile, folded
+  // (INT4MM_GEMV8_FOLDED=0: scaled). At 16 rows those blocks ran 14336 x
+  // 4096 in 13.6 us, faster than M = 4 (14.2: 1-tile blocks, each reading
+  // all of A) and M = 8 (14.9: one 8-warp block per SM); 4096 x 4096 alike
+  // at M = 8 (v28 tables).
+  static const bool staged8 = switched_on("INT4MM_GEMV8_STAGED", false);
+  static const bool folded8 = switched_on("INT4MM_GEMV8_FOLDED");
+  if (staged8 && staged && args.m >= 2 && args.m <= 8 && (tiles(args) + 1) / 2 <= sms) {
+    return {2, 2, kWarps16, true, !folded8};
+  }
   if (args.m <= 4) {
     const int steps = group == 128 && args.k <= args.n ? 2 : 4;
     // 2 tiles where wide, but 1 where 2-tile blocks of 2 steps (3 per SM)
@@ -198,8 +210,11 @@ GemvShape gemv_shape(const MmArgs& args) {
     if (group == 256) return {wide ? 4 : 2, 4};
     // 4-tile blocks beyond one wave of one per SM: 8 warps, two per SM, A
     // staged (v25's workbench: 8192 x 28672 55.9 us against 16 warps' 69.1,
-    // 4096 x 14336 16.9 against 21.0).
-    if (staged && (tiles(args) + 3) / 4 > sms) return {4, 2, kGemvWarps, true, true};
+    // 4096 x 14336 16.9 against 21.0). Trial, off until measured
+    // (INT4MM_GEMV16_FOLDED4=1: on): folded, the accumulators in shared
+    // memory (v29: 542 instructions a chunk against scaled's 659, no spill).
+    static const bool folded4 = switched_on("INT4MM_GEMV16_FOLDED4", false);
+    if (staged && (tiles(args) + 3) / 4 > sms) return {4, 2, kGemvWarps, true, !folded4};
     // bf16 in 2-tile blocks with A staged: folded (v28, the tiles one after
     // another, the weights' bias in the fold: 14336 x 4096 13.56-13.69 us
     // against 14.08-14.23, 4096 x 4096 level; with 4 tiles the folded
@@ -220,11 +235,13 @@ GemvShape gemv_shape(const MmArgs& args) {
 //                    4 tiles, 2 steps, group 128, M <= 8; 1 tile, 2 steps,
 //                    group 128, M <= 4. 12 warps: 1 tile with 2 or 4 steps,
 //                    2 with 2; group 128, M <= 4
-//   folded, staged   M = 9..16, group 128: 16 warps, 2 tiles, 2 steps
+//   folded, staged   M <= 16, group 128: 16 warps, 2 tiles, 2 steps; M =
+//                    9..16: 8 warps, 4 tiles, 2 steps (two per SM)
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
 //                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
 //                    tiles and 2 steps (group 64, 128);
-//                    staged, 2 tiles and 4 steps (group 128). M = 9..16,
+//                    staged, 2 tiles and 4 steps (group 128), or 16 warps,
+//                    2 tiles and 2 steps (group 128). M = 9..16,
 //                    group 64 / 128: 16 warps, 2 steps, 2 or 4 tiles; A
 //                    staged with group 128; and 8 warps, 4 tiles, staged
 //   two chunks       M <= 4, 2 steps: folded, 12 warps, 1 tile, group 32 /
@@ -239,9 +256,13 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
     return folded12 || staged8;
   }
   if (s.buffers != 1) return false;
+  // Staged A, 16 warps, 2 tiles, 2 steps (group 128, M <= 16): folded or scaled.
+  const bool staged16 = group == 128 && args.m <= 16 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
   if (!s.scaled_w) {
-    if (s.staged_a) {  // M = 9..16, group 128: 2 tiles, 2 steps, 16 warps
-      return args.m > 8 && args.m <= 16 && group == 128 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
+    if (s.staged_a) {  // and at M = 9..16, 8 warps with 4 tiles
+      const bool staged4 = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 4 && s.steps == 2 &&
+                           s.warps == kGemvWarps;
+      return staged16 || staged4;
     }
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
@@ -252,6 +273,7 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
                         (s.warps == kGemvWarps12 && args.m <= 4 && s.tiles * s.steps <= 4 && group == 128));
   }
   if (args.m <= 8) {
+    if (s.staged_a && staged16) return true;
     if (s.warps != kGemvWarps || group > 128) return false;
     if (s.staged_a) return group == 128 && s.tiles == 2 && s.steps == 4;
     if (s.tiles == 4) return group >= 64 && s.steps == 2;
@@ -333,8 +355,11 @@ void launch_simt(const MmArgs& args, cudaStream_t stream) {
 // folded weights (per-group fold) ...
 template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
-  if constexpr (kGroup == 128 && kMTiles == 2 && kTiles == 2) {
-    if (shape.staged_a) return launch_mma<T, kGroup, 2, 2, 2, 2 * kGemvWarps, true>(args, stream);
+  if constexpr (kGroup == 128 && kTiles == 2) {
+    if (shape.staged_a) return launch_mma<T, kGroup, kMTiles, 2, 2, 2 * kGemvWarps, true>(args, stream);
+  }
+  if constexpr (kGroup == 128 && kMTiles == 2 && kTiles == 4) {
+    if (shape.staged_a) return launch_mma<T, kGroup, 2, 4, 2, kGemvWarps, true>(args, stream);
   }
   if constexpr (kGroup == 128 && kMTiles == 1 && (kTiles == 4 || kTiles == 1)) {
     if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, kTiles, 2, 2 * kGemvWarps>(args, stream);
@@ -365,8 +390,9 @@ void launch_scaled(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
       if constexpr (kGroup >= 64) {
         if (shape.tiles == 4) return launch_mma<T, kGroup, 1, 4, 2, kGemvWarps, false, true>(args, stream);
       }
-      if constexpr (kGroup == 128) {
-        launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true, true>(args, stream);  // staged
+      if constexpr (kGroup == 128) {  // staged
+        if (shape.warps == kWarps16) return launch_mma<T, kGroup, 1, 2, 2, kWarps16, true, true>(args, stream);
+        launch_mma<T, kGroup, 1, 2, 4, kGemvWarps, true, true>(args, stream);
       } else {
         constexpr int kSteps = kGroup == 32 ? 2 : 4;
         if constexpr (kGroup == 32) {

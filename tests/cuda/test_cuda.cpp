@@ -9,6 +9,8 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "core/check.h"
 #include "cuda/cuda_check.h"
@@ -309,7 +311,8 @@ INSTANTIATE_TEST_SUITE_P(
     gemv_case_name);
 INSTANTIATE_TEST_SUITE_P(
     Scaled8Group128, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{4, 2, 8, false, true}, GemvShape{2, 4, 8, true, true}),
+    ::testing::Combine(::testing::Values(GemvShape{4, 2, 8, false, true}, GemvShape{2, 4, 8, true, true},
+                                         GemvShape{2, 2, 16, true, true}),
                        kScaledM8, ::testing::Values(DType::kFloat16, DType::kBFloat16),
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
@@ -332,13 +335,21 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
 
-// Folded with A staged at M = 9..16 (group 128, 2 tiles, 16 warps): the
-// chunk's tiles one after another.
+// Folded with A staged (group 128, 2 tiles and 16 warps, or at M = 9..16
+// 4 tiles and 8 warps, whose sums are in shared memory): the chunk's tiles
+// one after another, one m-tile up to M = 8 and two up to 16.
+INSTANTIATE_TEST_SUITE_P(
+    Folded8Staged, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}), kScaledM8,
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
+    gemv_case_name);
+// (K = 640: 5 chunks, so that 3 of 8 warps have none and add zeros.)
 INSTANTIATE_TEST_SUITE_P(
     Folded16Staged, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}),
-                       kScaledM16, ::testing::Values(DType::kFloat16, DType::kBFloat16),
-                       ::testing::Values(int64_t(128))),
+    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}, GemvShape{4, 2, 8, true}),
+                       ::testing::Values(Shape{9, 40, 1280}, Shape{13, 136, 4224}, Shape{16, 300, 4352},
+                                         Shape{12, 72, 640}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
 // Two chunks a warp (2 steps; folded with 12 warps and 1 tile, or staged
@@ -366,9 +377,12 @@ INSTANTIATE_TEST_SUITE_P(
 // the most roundings. A direct and staged, one tile at a time and several.
 TEST(CudaKernels, GemvFoldedBiasWithPositiveActivations) {
   SKIP_WITHOUT_GPU();
-  for (const GemvShape gemv : {GemvShape{1, 2}, GemvShape{4, 2, 16}, GemvShape{2, 2, 16, true}}) {
-    SCOPED_TRACE(::testing::PrintToString(gemv));
-    const int64_t m = gemv.staged_a ? 16 : 4, n = 136, k = 16384;
+  const std::pair<GemvShape, int64_t> cases[] = {
+      {GemvShape{1, 2}, 4},           {GemvShape{4, 2, 16}, 4},      {GemvShape{2, 2, 16, true}, 8},
+      {GemvShape{2, 2, 16, true}, 16}, {GemvShape{4, 2, 8, true}, 16}};
+  for (const auto& [gemv, m] : cases) {
+    SCOPED_TRACE(::testing::PrintToString(gemv) + " M=" + std::to_string(m));
+    const int64_t n = 136, k = 16384;
     Problem p = make_problem(m, n, k, 128, DType::kBFloat16, 11, /*torch_style=*/true);
     const int64_t ldc = n;
     GpuProblem gpu(p, ldc);
@@ -393,14 +407,16 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
                "got lda=260");
   args.lda = 256;
-  // Staged A: scaled, or folded at M = 9..16 with 2 tiles, 2 steps and 16
-  // warps (group 128).
+  // Staged A: scaled, or folded with 2 tiles, 2 steps and 16 warps (group
+  // 128).
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, true}); },
                "steps=4, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16, true}); },
                "tiles=4, steps=2, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true}); },
                "tiles=2, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 4, 8, true}); },
+               "tiles=4, steps=4, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true}); },
                "warps=8, staged_a=true, scaled_w=true, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 8, false, true}); },
@@ -422,8 +438,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "tiles=2, steps=2, warps=16, staged_a=false, scaled_w=false, buffers=1 at M=4");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, false, true}); },
                "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=1 at M=4, group_size=128");
-  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 16, true}); },
-               "tiles=2, steps=2, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, true}); },
+               "tiles=2, steps=2, warps=12, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
   args.m = 12;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
                "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=12");

@@ -407,8 +407,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
                "got lda=260");
   args.lda = 256;
-  // Staged A: scaled, or folded with 2 tiles, 2 steps and 16 warps (group
-  // 128).
+  // Staged A: scaled, or folded with 2 tiles, 2 steps and 16 warps, or at
+  // M = 9..16 4 tiles, 2 steps and 8 warps (group 128).
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, true}); },
                "steps=4, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16, true}); },
@@ -440,6 +440,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "tiles=2, steps=2, warps=8, staged_a=false, scaled_w=true, buffers=1 at M=4, group_size=128");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12, true}); },
                "tiles=2, steps=2, warps=12, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 8, true}); },
+               "tiles=4, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=4, group_size=128");
   args.m = 12;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
                "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=12");

@@ -260,9 +260,9 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
   const bool staged16 = group == 128 && args.m <= 16 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
   if (!s.scaled_w) {
     if (s.staged_a) {  // and at M = 9..16, 8 warps with 4 tiles
-      const bool staged4 = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 4 && s.steps == 2 &&
-                           s.warps == kGemvWarps;
-      return staged16 || staged4;
+      const bool staged8_tiles4 = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 4 && s.steps == 2 &&
+                                  s.warps == kGemvWarps;
+      return staged16 || staged8_tiles4;
     }
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4

@@ -289,7 +289,7 @@ std::vector<Variant> gemv_variants(int m) {
       for (Variant s : {gemv<1, 2, 8, 4, true, false, 2, kG>(), gemv<1, 2, 8, 2, true, false, 3, kG>(),
                         gemv<1, 4, 16, 2, true, true, 1, kG>(), gemv<1, 2, 8, 4, true, true, 2, kG>(),
                         gemv<1, 2, 16, 2, true, false, 1, kG>(), gemv<1, 2, 16, 2, true, true, 1, kG>(),
-                        gemv<1, 4, 16, 2, true, false, 1, kG>(), gemv<1, 2, 8, 2, true, false, 2, kG>()}) {
+                        gemv<1, 2, 8, 2, true, false, 2, kG>()}) {
         v.push_back(s);
       }
     }

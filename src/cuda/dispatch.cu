@@ -102,7 +102,13 @@ namespace {
 //             51.7; 4096 x 14336, one wave, keeps 4 tiles: 14.2 against
 //             14.9, v12); else 2 tiles where wide, else 1, with 2 steps for
 //             group 32 and 4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us
-//             against 67.1, group 64 52.1 against 54.8, v9)
+//             against 67.1, group 64 52.1 against 54.8, v9). Group 64 at
+//             M <= 4 folded where those rules give 1 or 2 tiles, with 4
+//             tiles where N/16 > 8 x SMs (v29)
+//   M 2..8    group 128 with A staged, where 2-tile blocks fit one wave of
+//             one per SM, at M = 5..8, and at M <= 4 where 1-tile blocks
+//             would outnumber the SMs (M = 2: and K > N): 16 warps, 2
+//             steps, bf16 folded, fp16 scaled (v29); else:
 //   M 1..4    group >= 128: 2 tiles where wide, else 1; 2 steps for group
 //             128 where K <= N, else 4 (group 256: a chunk holds whole groups);
 //             with 2 steps, 1 tile where 2-tile blocks take 1-2 waves. Group
@@ -133,8 +139,16 @@ GemvShape gemv_shape(const MmArgs& args) {
   constexpr int kWarps16 = 2 * kGemvWarps;
   const bool very_wide = tiles(args) >= 4 * sms;
   if (args.m <= 8 && group <= 64) {
+    // Group 64 at M <= 4: folded where these rules took scaled 1- or
+    // 2-tile blocks (v29 workbench, bf16: 8192 x 28672 4-tile blocks at M = 1 /
+    // 2 / 4 45.95 / 46.05 / 47.71 us against 48.61 / 48.77 / 50.52; 8192 x
+    // 8192 13.91 / 14.11 / 14.29 against 14.21 / 14.37 / 14.64: v28's bias
+    // in the fold made bf16's folded kernels cheaper). INT4MM_GEMV64_FOLDED=0: off.
+    static const bool folded64 = switched_on("INT4MM_GEMV64_FOLDED");
+    const bool fold64 = folded64 && group == 64 && args.m <= 4;
     if (group == 64 && very_wide) {
       const bool one_wave = tiles(args) <= 8 * sms;  // 4-tile blocks, 2 per SM
+      if (fold64 && !one_wave) return {4, 2, kGemvWarps};
       return {args.m > 4 || one_wave ? 4 : 2, 2, kGemvWarps, false, true};
     }
     // Two chunks of 2 steps a warp at M <= 4 (INT4MM_GEMV_X2=0: off). Group
@@ -154,19 +168,21 @@ GemvShape gemv_shape(const MmArgs& args) {
       }
       if (one_wave_of_12) return {1, 2, kGemvWarps12, false, false, 2};
     }
-    return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, true};
+    return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, !fold64};
   }
-  // Trial, off until measured (INT4MM_GEMV8_STAGED=1: on): M = 2..8 where
-  // 2-tile blocks fit one wave of one per SM (group 128, A staged) in the
-  // 16-warp 2-step blocks of M = 9..16, one m-tile, folded
-  // (INT4MM_GEMV8_FOLDED=0: scaled). At 16 rows those blocks ran 14336 x
-  // 4096 in 13.6 us, faster than M = 4 (14.2: 1-tile blocks, each reading
-  // all of A) and M = 8 (14.9: one 8-warp block per SM); 4096 x 4096 alike
-  // at M = 8 (v28 tables).
-  static const bool staged8 = switched_on("INT4MM_GEMV8_STAGED", false);
-  static const bool folded8 = switched_on("INT4MM_GEMV8_FOLDED");
-  if (staged8 && staged && args.m >= 2 && args.m <= 8 && (tiles(args) + 1) / 2 <= sms) {
-    return {2, 2, kWarps16, true, !folded8};
+  // Group 128 with A staged where 2-tile blocks fit one wave of one per
+  // SM: the 16-warp 2-step blocks of M = 9..16 with one m-tile, bf16
+  // folded, fp16 scaled (v29, A/B against the rules below: 14336 x 4096 at
+  // M = 3..8 1.09-1.23x, 4096 x 4096 at M = 4..8 1.07-1.29x, M = 3 level;
+  // at M = 2 14336 x 4096 1.04-1.06x but 4096 x 4096 0.98x; folded against
+  // scaled bf16 1.01-1.05x, fp16 0.90-0.99x). At M = 5..8 they replace
+  // 8-warp 2-tile blocks; at M <= 4 1-tile ones, so only where those take
+  // more than one block per SM (M = 2: and K > N). INT4MM_GEMV8_STAGED=0: off.
+  static const bool staged8 = switched_on("INT4MM_GEMV8_STAGED");
+  const bool one_tile_blocks_share_sms = tiles(args) > sms && (args.m >= 3 || args.k > args.n);
+  if (staged8 && staged && args.m >= 2 && args.m <= 8 && (args.m >= 5 || one_tile_blocks_share_sms) &&
+      (tiles(args) + 1) / 2 <= sms) {
+    return {2, 2, kWarps16, true, args.dtype != DType::kBFloat16};
   }
   if (args.m <= 4) {
     const int steps = group == 128 && args.k <= args.n ? 2 : 4;
@@ -210,11 +226,10 @@ GemvShape gemv_shape(const MmArgs& args) {
     if (group == 256) return {wide ? 4 : 2, 4};
     // 4-tile blocks beyond one wave of one per SM: 8 warps, two per SM, A
     // staged (v25's workbench: 8192 x 28672 55.9 us against 16 warps' 69.1,
-    // 4096 x 14336 16.9 against 21.0). Trial, off until measured
-    // (INT4MM_GEMV16_FOLDED4=1: on): folded, the accumulators in shared
-    // memory (v29: 542 instructions a chunk against scaled's 659, no spill).
-    static const bool folded4 = switched_on("INT4MM_GEMV16_FOLDED4", false);
-    if (staged && (tiles(args) + 3) / 4 > sms) return {4, 2, kGemvWarps, true, !folded4};
+    // 4096 x 14336 16.9 against 21.0). Scaled: folded with the
+    // accumulators in shared memory ran 0.97-1.00x in bf16, 0.89-0.93x in
+    // fp16 (v29, docs/results/v29-acc-shared.patch).
+    if (staged && (tiles(args) + 3) / 4 > sms) return {4, 2, kGemvWarps, true, true};
     // bf16 in 2-tile blocks with A staged: folded (v28, the tiles one after
     // another, the weights' bias in the fold: 14336 x 4096 13.56-13.69 us
     // against 14.08-14.23, 4096 x 4096 level; with 4 tiles the folded
@@ -235,8 +250,7 @@ GemvShape gemv_shape(const MmArgs& args) {
 //                    4 tiles, 2 steps, group 128, M <= 8; 1 tile, 2 steps,
 //                    group 128, M <= 4. 12 warps: 1 tile with 2 or 4 steps,
 //                    2 with 2; group 128, M <= 4
-//   folded, staged   M <= 16, group 128: 16 warps, 2 tiles, 2 steps; M =
-//                    9..16: 8 warps, 4 tiles, 2 steps (two per SM)
+//   folded, staged   M <= 16, group 128: 16 warps, 2 tiles, 2 steps
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
 //                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
 //                    tiles and 2 steps (group 64, 128);
@@ -259,11 +273,7 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
   // Staged A, 16 warps, 2 tiles, 2 steps (group 128, M <= 16): folded or scaled.
   const bool staged16 = group == 128 && args.m <= 16 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
   if (!s.scaled_w) {
-    if (s.staged_a) {  // and at M = 9..16, 8 warps with 4 tiles
-      const bool staged8_tiles4 = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 4 && s.steps == 2 &&
-                                  s.warps == kGemvWarps;
-      return staged16 || staged8_tiles4;
-    }
+    if (s.staged_a) return staged16;
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
                                          : s.tiles == 1;
@@ -357,9 +367,6 @@ template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
   if constexpr (kGroup == 128 && kTiles == 2) {
     if (shape.staged_a) return launch_mma<T, kGroup, kMTiles, 2, 2, 2 * kGemvWarps, true>(args, stream);
-  }
-  if constexpr (kGroup == 128 && kMTiles == 2 && kTiles == 4) {
-    if (shape.staged_a) return launch_mma<T, kGroup, 2, 4, 2, kGemvWarps, true>(args, stream);
   }
   if constexpr (kGroup == 128 && kMTiles == 1 && (kTiles == 4 || kTiles == 1)) {
     if (shape.warps == 2 * kGemvWarps) return launch_mma<T, kGroup, 1, kTiles, 2, 2 * kGemvWarps>(args, stream);

@@ -53,10 +53,9 @@
 // instructions per chunk at 16 rows, docs/cuda.md). Staged A copies them
 // without checks too where M fills the staged rows (v28).
 //
-// Folded with A staged (kTileMajor): a chunk's tiles one after another, so
-// that one group's partial sums live at a time (v28); with 4 tiles the
-// accumulators live in shared memory, where the fold alone touches them
-// (kAccShared, v29).
+// Folded with A staged (kTileMajor, 2 tiles; M = 9..16 since v28, bf16 at
+// M = 2..8 since v29): a chunk's tiles one after another, so that one
+// group's partial sums live at a time.
 //
 // Programmatic dependent launch (launch_gemv_mma decides where): the kernel
 // waits for the one before it in the stream before it reads A or writes C,
@@ -247,23 +246,13 @@ __device__ __forceinline__ void scale_fragment(uint32_t (&frag)[4], T2 lo, T2 hi
 
 // --- the kernel --------------------------------------------------------------
 
-// Folded with A staged and several tiles: the chunk's tiles one after
-// another (kTileMajor in the kernel).
-constexpr bool gemv_tile_major(int tiles, bool staged_a, bool scaled_w) { return !scaled_w && staged_a && tiles > 1; }
-
-// Tile-major with 4 tiles: the accumulators in shared memory (the kernel
-// says why).
-constexpr bool gemv_acc_in_shared(int tiles, bool staged_a, bool scaled_w) {
-  return gemv_tile_major(tiles, staged_a, scaled_w) && tiles == 4;
-}
-
 template <typename T,      // half or __nv_bfloat16: A, scales_and_zeros and C
           int kGroupSize,  // 32, 64, 128 or 256
           int kMTiles,     // M <= 8 * kMTiles
           int kTiles,      // 16-row tiles per block: each B fragment serves kTiles mmas
           int kWarps,      // warps per block, splitting K
           int kSteps,      // 64-k steps per chunk: kTiles * kSteps 16-byte loads per lane
-          bool kStagedA,   // activations through shared memory (dynamic: gemv_smem_bytes)
+          bool kStagedA,   // activations through shared memory (dynamic: gemv_staged_a_bytes)
           bool kScaledW,   // weights scaled in registers and rounded to T; no per-group fold
           int kMinBlocks,  // blocks per SM the register budget must allow
           int kBuffers = 1>  // chunks a warp holds: 2 issues the next chunk's loads before computing this one
@@ -300,14 +289,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   constexpr bool kBiasInFold = std::is_same_v<T, __nv_bfloat16>;
   // Folded with A staged: the chunk's tiles one after another (compute_chunk
   // says why).
-  constexpr bool kTileMajor = gemv_tile_major(kTiles, kStagedA, kScaledW);
-  // ... and with 4 tiles, each warp's accumulators in shared memory, after
-  // its copies of A (float4 [warp][tile][m-tile][lane]): the fold, once per
-  // group, is their only reader and writer (two 16-byte loads and stores
-  // per tile and group), and the 32 registers they free are what the
-  // chunk's weights, accumulators and the fold's sums lacked at 4 tiles
-  // (v28: 72-176 bytes of spill). The warps' sums then meet there too.
-  constexpr bool kAccShared = gemv_acc_in_shared(kTiles, kStagedA, kScaledW);
+  constexpr bool kTileMajor = !kScaledW && kStagedA && kTiles > 1;
   using T2 = typename Pair<T>::type;
   constexpr int kChunkK = kSteps * 64;
   constexpr int kGroupsPerChunk = kChunkK / kGroupSize;
@@ -416,15 +398,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
 
   float acc[kTiles][kMTiles][4] = {};
-  // kAccShared: the block's accumulators, after the copies of A, and this
-  // lane's (tile tt, m-tile mt at + (tt * kMTiles + mt) * 32).
-  [[maybe_unused]] float4* const acc_block =
-      reinterpret_cast<float4*>(gemv_staged_a + kWarps * kBuffers * kBufferBytes / 16);
-  [[maybe_unused]] float4* const acc_shared = acc_block + warp * kTiles * kMTiles * 32 + lane;
-  if constexpr (kAccShared) {
-#pragma unroll
-    for (int f = 0; f < kTiles * kMTiles; ++f) acc_shared[f * 32] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  }
 
   // Loads of one chunk into buffer `buf`: the weights and the scale/zero
   // pairs of its groups. (buf is a constant wherever this is inlined.)
@@ -534,20 +507,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
       }
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        [[maybe_unused]] float4& shared = acc_shared[(tt * kMTiles + mt) * 32];
-        float loaded[4];
-        if constexpr (kAccShared) {
-          const float4 v = shared;
-          loaded[0] = v.x, loaded[1] = v.y, loaded[2] = v.z, loaded[3] = v.w;
-        }
-        float (&s)[4] = kAccShared ? loaded : acc[tt][mt];
+        float (&s)[4] = acc[tt][mt];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float2 sz2 = e < 2 ? p0 : p1;
           s[e] = fmaf(sz2.x, part[mt][e], s[e]);
           s[e] = fmaf(sz2.y, asum[mt][e], s[e]);
         }
-        if constexpr (kAccShared) shared = make_float4(s[0], s[1], s[2], s[3]);
       }
     };
     // Folded: D (+)= A * B, the first k16 of a group starting from zero.
@@ -715,9 +681,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // Sum the warps' fragments: [warp][tile][mt][e][lane] in shared memory.
   // More than 8 warps: the upper half first hands its fragments to the
   // lower half, so that the buffer stays within 8 warps' (32 KB at most).
-  // (Accumulators in shared memory: summed where they are.)
   constexpr int kFrags = kTiles * kMTiles * 4;
-  constexpr int kRedWarps = kAccShared ? 1 : kWarps > 8 ? (kWarps + 1) / 2 : kWarps;
+  constexpr int kRedWarps = kWarps > 8 ? (kWarps + 1) / 2 : kWarps;
   __shared__ float red[kRedWarps][kFrags][32];
   auto for_each_fragment = [&](auto&& f) {
 #pragma unroll
@@ -729,50 +694,34 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
       }
     }
   };
-  if constexpr (!kAccShared && kRedWarps < kWarps) {
+  if constexpr (kRedWarps < kWarps) {
     if (warp >= kRedWarps) for_each_fragment([&](float& v, int frag) { red[warp - kRedWarps][frag][lane] = v; });
     __syncthreads();
     if (warp + kRedWarps < kWarps) for_each_fragment([&](float& v, int frag) { v += red[warp][frag][lane]; });
     __syncthreads();
   }
-  if constexpr (!kAccShared) {
-    if (warp < kRedWarps) for_each_fragment([&](float& v, int frag) { red[warp][frag][lane] = v; });
-  }
+  if (warp < kRedWarps) for_each_fragment([&](float& v, int frag) { red[warp][frag][lane] = v; });
   __syncthreads();
-  // Thread i of the block owns output fragment element i (element e of
-  // fragment f of lane l is i = 32 f + l, or, where the sums lie as float4
-  // per lane, i = 128 (f / 4) + 4 l + e: reads in order either way).
+  // Thread i of the block owns output fragment element i.
   for (int idx = threadIdx.x; idx < kFrags * 32; idx += kWarps * 32) {
-    const int frag = kAccShared ? idx / 128 * 4 + idx % 4 : idx / 32;
-    const int l = kAccShared ? idx / 4 % 32 : idx % 32;
+    const int frag = idx / 32;
+    const int l = idx % 32;
     const int tt = frag / (kMTiles * 4);
     const int mt = (frag / 4) % kMTiles;
     const int e = frag % 4;
     float sum = 0.0f;
-    if constexpr (kAccShared) {
-      const float* const sums = reinterpret_cast<const float*>(acc_block);
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) sum += sums[w * kFrags * 32 + idx];
-    } else {
-#pragma unroll
-      for (int w = 0; w < kRedWarps; ++w) sum += red[w][frag][l];
-    }
+    for (int w = 0; w < kRedWarps; ++w) sum += red[w][frag][l];
     const int row = (tile0 + tt) * 16 + (l >> 2) + (e >= 2 ? 8 : 0);
     const int col = mt * 8 + 2 * (l & 3) + (e & 1);
     if (row < n && col < m) c[int64_t(col) * ldc + row] = from_float<T>(sum);
   }
 }
 
-// Dynamic shared memory of gemv_mma with staged A: each warp's chunk of A
-// (per buffer), then, where they are there, its accumulators.
+// Dynamic shared memory of gemv_mma with staged A: each warp's chunk of A.
 template <typename T, int kMTiles, int kWarps, int kSteps>
 constexpr int gemv_staged_a_bytes() {
   return kWarps * kMTiles * 8 * kSteps * 64 * int(sizeof(T));
-}
-template <typename T, int kMTiles, int kTiles, int kWarps, int kSteps, bool kStagedA, bool kScaledW, int kBuffers>
-constexpr int gemv_smem_bytes() {
-  const int acc = gemv_acc_in_shared(kTiles, kStagedA, kScaledW) ? kWarps * kTiles * kMTiles * 32 * 16 : 0;
-  return (kStagedA ? kBuffers * gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0) + acc;
 }
 
 // Host side: one gemv_mma launch, one block per kTiles weight tiles. With
@@ -790,7 +739,7 @@ void launch_gemv_mma(const T* a, int64_t lda, const uint4* packed, const T* sz, 
                      int k, cudaStream_t stream) {
   auto kernel =
       gemv_mma_kernel<T, kGroupSize, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kMinBlocks, kBuffers>;
-  constexpr int kSmem = gemv_smem_bytes<T, kMTiles, kTiles, kWarps, kSteps, kStagedA, kScaledW, kBuffers>();
+  constexpr int kSmem = kStagedA ? kBuffers * gemv_staged_a_bytes<T, kMTiles, kWarps, kSteps>() : 0;
   static std::atomic<int> occupancy[kMaxCachedDevices] = {};
   static std::atomic<int> pdl_cache[kMaxCachedDevices] = {};
   const int per_sm = resident_blocks_per_sm(occupancy, kernel, kWarps * 32, kSmem);  // allows kSmem too

@@ -102,9 +102,9 @@ namespace {
 //             51.7; 4096 x 14336, one wave, keeps 4 tiles: 14.2 against
 //             14.9, v12); else 2 tiles where wide, else 1, with 2 steps for
 //             group 32 and 4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us
-//             against 67.1, group 64 52.1 against 54.8, v9). Group 64 at
-//             M <= 4 folded where those rules give 1 or 2 tiles, with 4
-//             tiles where N/16 > 8 x SMs (v29)
+//             against 67.1, group 64 52.1 against 54.8, v9). Group 64
+//             folded (v29): at M <= 4 in 4 tiles where N/16 > 8 x SMs, at
+//             M <= 2 where those rules give 4 steps
 //   M 2..8    group 128 with A staged, where 2-tile blocks fit one wave of
 //             one per SM, at M = 5..8, and at M <= 4 where 1-tile blocks
 //             would outnumber the SMs (M = 2: and K > N): 16 warps, 2
@@ -139,16 +139,17 @@ GemvShape gemv_shape(const MmArgs& args) {
   constexpr int kWarps16 = 2 * kGemvWarps;
   const bool very_wide = tiles(args) >= 4 * sms;
   if (args.m <= 8 && group <= 64) {
-    // Group 64 at M <= 4: folded where these rules took scaled 1- or
-    // 2-tile blocks (v29 workbench, bf16: 8192 x 28672 4-tile blocks at M = 1 /
-    // 2 / 4 45.95 / 46.05 / 47.71 us against 48.61 / 48.77 / 50.52; 8192 x
-    // 8192 13.91 / 14.11 / 14.29 against 14.21 / 14.37 / 14.64: v28's bias
-    // in the fold made bf16's folded kernels cheaper). INT4MM_GEMV64_FOLDED=0: off.
+    // Group 64: folded where these rules took scaled 2-tile blocks of 2
+    // steps beyond one wave of 4-tile ones, in 4-tile blocks, at M <= 4
+    // (v29 A/B: 8192 x 28672 1.04-1.07x both dtypes), and where they took
+    // scaled 1- or 2-tile blocks of 4 steps, at M <= 2 (8192 x 8192
+    // 1.01-1.04x, 28672 x 8192 1.00-1.02x; at M = 4 fp16 0.99x, bf16
+    // 1.00-1.01x). INT4MM_GEMV64_FOLDED=0: off.
     static const bool folded64 = switched_on("INT4MM_GEMV64_FOLDED");
-    const bool fold64 = folded64 && group == 64 && args.m <= 4;
+    const bool fold64 = folded64 && group == 64;
     if (group == 64 && very_wide) {
       const bool one_wave = tiles(args) <= 8 * sms;  // 4-tile blocks, 2 per SM
-      if (fold64 && !one_wave) return {4, 2, kGemvWarps};
+      if (fold64 && !one_wave && args.m <= 4) return {4, 2, kGemvWarps};
       return {args.m > 4 || one_wave ? 4 : 2, 2, kGemvWarps, false, true};
     }
     // Two chunks of 2 steps a warp at M <= 4 (INT4MM_GEMV_X2=0: off). Group
@@ -168,7 +169,7 @@ GemvShape gemv_shape(const MmArgs& args) {
       }
       if (one_wave_of_12) return {1, 2, kGemvWarps12, false, false, 2};
     }
-    return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, !fold64};
+    return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, !(fold64 && args.m <= 2)};
   }
   // Group 128 with A staged where 2-tile blocks fit one wave of one per
   // SM: the 16-warp 2-step blocks of M = 9..16 with one m-tile, bf16

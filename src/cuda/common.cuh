@@ -125,13 +125,12 @@ __device__ __forceinline__ void grid_dependents_launch() {
 #endif
 }
 
-// False where the environment variable `name` is "0", true where it is set
-// to anything else, `by_default` where it is unset: the switches that turn
-// a launch feature off for an A/B measurement (INT4MM_PDL, INT4MM_CLUSTER,
-// INT4MM_GEMV_X2), or on while it is a trial not yet measured.
-inline bool switched_on(const char* name, bool by_default = true) {
+// False where the environment variable `name` is "0", else true: the
+// switches that turn a launch feature off for an A/B measurement
+// (INT4MM_PDL, INT4MM_CLUSTER, INT4MM_GEMV_X2).
+inline bool switched_on(const char* name) {
   const char* value = std::getenv(name);
-  return value == nullptr ? by_default : std::string_view(value) != "0";
+  return value == nullptr || std::string_view(value) != "0";
 }
 
 inline bool pdl_enabled() {

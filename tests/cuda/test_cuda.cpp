@@ -406,8 +406,8 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
                "got lda=260");
   args.lda = 256;
-  // Staged A: scaled, or folded with 2 tiles, 2 steps and 16 warps, or at
-  // M = 9..16 4 tiles, 2 steps and 8 warps (group 128).
+  // Staged A: scaled, or folded with 2 tiles, 2 steps and 16 warps (group
+  // 128).
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, true}); },
                "steps=4, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16, true}); },

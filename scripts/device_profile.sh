@@ -6,7 +6,8 @@
 # PROFILES="8192x28672|wgmma_T64_S8_streamk|64 8192x8192|gemv_M1_T2_W8_S2|1|32". For each profile i,
 # $OUT/ncu-details.txt gets the full set's details page (clocks left alone, as
 # METHOD.md asks) and $OUT/ncu-src-<i>.csv the per-SASS-instruction counters
-# (stall samples by reason), for reading where the warps wait.
+# (stall samples by reason), for reading where the warps wait
+# (bench/ncu_stalls.py sums them).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"

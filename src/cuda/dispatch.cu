@@ -6,9 +6,9 @@
 //                          block, steps per chunk, warps,       the math, weights read once;
 //                          staged A and scaled weights by M,    each activation fragment feeds
 //                          N, group and alignment (gemv_shape)  kTiles tiles
-//                          (groups 32 / 64 at M <= 4: two
-//                          chunks a warp where the tiles fit
-//                          one wave; INT4MM_GEMV_X2=0: off)
+//                          (group 32 at M <= 4: two chunks a
+//                          warp where the tiles fit one wave;
+//                          INT4MM_GEMV_X2=0: off)
 //                9..16     gemv_mma<2, kTiles = 4 | 2>, 16      gemv_mma re-reads A per block:
 //                          warps (8 beyond one wave), scaled    at 16 rows that traffic shows
 //                          weights (bf16 2-tile: folded), A
@@ -104,7 +104,8 @@ namespace {
 //             group 32 and 4 for 64 (8192 x 28672 at M = 1: group 32 62.3 us
 //             against 67.1, group 64 52.1 against 54.8, v9). Group 64
 //             folded (v29): at M <= 4 in 4 tiles where N/16 > 8 x SMs, at
-//             M <= 2 where those rules give 4 steps
+//             M <= 2 where those rules give 4 steps; one chunk a warp in
+//             12-warp blocks (v30)
 //   M 2..8    group 128 with A staged, where 2-tile blocks fit one wave of
 //             one per SM, at M = 5..8, and at M <= 4 where 1-tile blocks
 //             would outnumber the SMs (M = 2: and K > N): 16 warps, 2
@@ -125,7 +126,9 @@ namespace {
 //             20.6 against 20.9, group 64 on 8192 x 8192 22.0 against 25.4,
 //             v9); where 4-tile blocks of 16 warps would take more than a
 //             wave with A staged, 8 warps two per SM (v27); bf16 in
-//             2-tile blocks with A staged: folded (v28). Group 32:
+//             2-tile blocks with A staged: folded (v28), of 8 warps two
+//             per SM where 16-warp ones would take more than a wave,
+//             those fit one and K <= N (v30). Group 32:
 //             folded, 2 tiles, 2 steps (scaled 1.17-1.23x slower, v9).
 //             Group 256: folded, 4 tiles where wide, else 2; 4 steps
 //   M 17..32  (group 32 on GPUs without gemm_wgmma) 1 tile, 4 steps
@@ -167,7 +170,13 @@ GemvShape gemv_shape(const MmArgs& args) {
           a_rows_16_byte_aligned(args)) {
         return {2, 2, kGemvWarps, true, true, 2};
       }
-      if (one_wave_of_12) return {1, 2, kGemvWarps12, false, false, 2};
+      if (one_wave_of_12) {
+        // Group 64: one chunk a warp (v30.1, workbench v29 call 1: 14336 x
+        // 4096 at M = 1 / 2 / 4 13.18 / 13.79 / 15.35 us against two
+        // chunks' 13.63 / 14.15 / 15.41). INT4MM_GEMV64_X1=0: off.
+        static const bool x1_64 = switched_on("INT4MM_GEMV64_X1");
+        return {1, 2, kGemvWarps12, false, false, x1_64 && group == 64 ? 1 : 2};
+      }
     }
     return {wide ? 2 : 1, group == 32 ? 2 : 4, kGemvWarps, false, !(fold64 && args.m <= 2)};
   }
@@ -236,9 +245,17 @@ GemvShape gemv_shape(const MmArgs& args) {
     // against 14.08-14.23, 4096 x 4096 level; with 4 tiles the folded
     // kernels spill and ran 0.67-0.85x). INT4MM_GEMV16_FOLDED=0: scaled.
     static const bool folded16 = switched_on("INT4MM_GEMV16_FOLDED");
-    const bool two = (tiles(args) + 1) / 2 <= sms;
-    const bool folded = folded16 && staged && two && args.dtype == DType::kBFloat16;
-    return {two ? 2 : 4, 2, kWarps16, staged, !folded};
+    const int64_t pairs = (tiles(args) + 1) / 2;  // 2-tile blocks
+    const bool two = pairs <= sms;
+    const bool bf16_staged = folded16 && staged && args.dtype == DType::kBFloat16;
+    // bf16 where 2-tile blocks of 16 warps would take more than one wave:
+    // 2-tile blocks of 8 warps, two per SM, folded, where they fit one
+    // wave and K <= N (v30.0, A/B against the scaled 4-tile blocks at M =
+    // 9 / 12 / 16: 4096 x 8192 1.07-1.11x, 8192 x 8192 1.00-1.03x, but
+    // 28672 x 8192 0.96-0.98x). INT4MM_GEMV16_W8=0: off.
+    static const bool w8 = switched_on("INT4MM_GEMV16_W8");
+    if (w8 && bf16_staged && !two && pairs <= 2 * sms && args.k <= args.n) return {2, 2, kGemvWarps, true, false};
+    return {two ? 2 : 4, 2, kWarps16, staged, !(bf16_staged && two)};
   }
   return {1, 4};
 }
@@ -249,9 +266,10 @@ GemvShape gemv_shape(const MmArgs& args) {
 //   folded, direct   8 warps: tiles 1, 2 or 4 (M <= 8), 2 or 4 (M <= 16),
 //                    1 (M <= 32); 2 or 4 steps holding whole groups. 16 warps:
 //                    4 tiles, 2 steps, group 128, M <= 8; 1 tile, 2 steps,
-//                    group 128, M <= 4. 12 warps: 1 tile with 2 or 4 steps,
-//                    2 with 2; group 128, M <= 4
-//   folded, staged   M <= 16, group 128: 16 warps, 2 tiles, 2 steps
+//                    group 128, M <= 4. 12 warps, M <= 4: 1 tile with 2 or
+//                    4 steps, 2 with 2 (group 128); 1 tile with 2 (group 64)
+//   folded, staged   M <= 16, group 128: 16 warps, 2 tiles, 2 steps; 8
+//                    warps, 2 tiles, 2 steps, M = 9..16
 //   scaled           M <= 8, 8 warps: 1 or 2 tiles with 2 steps (group 32)
 //                    or 4 (group 64), 2 tiles with 2 steps (group 64); 4
 //                    tiles and 2 steps (group 64, 128);
@@ -274,14 +292,18 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
   // Staged A, 16 warps, 2 tiles, 2 steps (group 128, M <= 16): folded or scaled.
   const bool staged16 = group == 128 && args.m <= 16 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
   if (!s.scaled_w) {
-    if (s.staged_a) return staged16;
+    // ... and folded with 8 warps at M = 9..16.
+    const bool staged8 = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 2 && s.steps == 2 &&
+                         s.warps == kGemvWarps;
+    if (s.staged_a) return staged16 || staged8;
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
                                          : s.tiles == 1;
     return tiles_ok && (s.warps == kGemvWarps ||
                         (s.warps == 2 * kGemvWarps && args.m <= 8 && s.tiles == 4 && s.steps == 2 && group == 128) ||
                         (s.warps == 2 * kGemvWarps && args.m <= 4 && s.tiles == 1 && s.steps == 2 && group == 128) ||
-                        (s.warps == kGemvWarps12 && args.m <= 4 && s.tiles * s.steps <= 4 && group == 128));
+                        (s.warps == kGemvWarps12 && args.m <= 4 && s.tiles * s.steps <= 4 && group == 128) ||
+                        (s.warps == kGemvWarps12 && args.m <= 4 && s.tiles == 1 && s.steps == 2 && group == 64));
   }
   if (args.m <= 8) {
     if (s.staged_a && staged16) return true;
@@ -334,13 +356,13 @@ template <typename T, int kGroup, int kMTiles, int kTiles, int kSteps, int kWarp
 void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
-  // one block, but two with 1 tile; 12 warps, two chunks a warp, or 4
-  // staged tiles at 16 rows with 8 warps: two. 8 warps with 1 tile of 2
+  // one block, but two with 1 tile; 12 warps, two chunks a warp, or A
+  // staged at 16 rows with 8 warps (2 or 4 tiles): two. 8 warps with 1 tile of 2
   // steps (group 128, or scaled): four, the 64 registers it took unbounded
   // before v27's whole chunks (which need 68-72 without the bound).
   constexpr int kFragments = kTiles * kMTiles;
   constexpr bool kOneShortTile = kFragments == 1 && kSteps == 2 && (kGroup == 128 || kScaledW);
-  constexpr bool kStaged16 = kMTiles == 2 && kStagedA && kWarps == kGemvWarps;  // 4 tiles, two per SM
+  constexpr bool kStaged16 = kMTiles == 2 && kStagedA && kWarps == kGemvWarps;  // two per SM
   constexpr bool kWide1 = kWarps > kGemvWarps12 && kFragments == 1;              // 16 warps, 1 tile: two per SM
   constexpr int kMinBlocks = kWarps == kGemvWarps12 || kBuffers == 2 || kStaged16 || kWide1               ? 2
                              : kWarps > kGemvWarps                                                       ? 1
@@ -367,6 +389,11 @@ void launch_simt(const MmArgs& args, cudaStream_t stream) {
 template <typename T, int kGroup, int kMTiles, int kTiles>
 void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stream) {
   if constexpr (kGroup == 128 && kTiles == 2) {
+    if constexpr (kMTiles == 2) {
+      if (shape.staged_a && shape.warps == kGemvWarps) {
+        return launch_mma<T, kGroup, 2, 2, 2, kGemvWarps, true>(args, stream);
+      }
+    }
     if (shape.staged_a) return launch_mma<T, kGroup, kMTiles, 2, 2, 2 * kGemvWarps, true>(args, stream);
   }
   if constexpr (kGroup == 128 && kMTiles == 1 && (kTiles == 4 || kTiles == 1)) {
@@ -382,6 +409,9 @@ void launch_folded(const MmArgs& args, const GemvShape& shape, cudaStream_t stre
   }
   if constexpr (kGroup <= 64 && kMTiles == 1 && kTiles == 1) {
     if (shape.buffers == 2) return launch_mma<T, kGroup, 1, 1, 2, kGemvWarps12, false, false, 2>(args, stream);
+    if constexpr (kGroup == 64) {
+      if (shape.warps == kGemvWarps12) return launch_mma<T, kGroup, 1, 1, 2, kGemvWarps12>(args, stream);
+    }
   }
   if constexpr (kGroup <= 128) {  // 2 steps hold whole groups
     if (shape.steps == 2) return launch_mma<T, kGroup, kMTiles, kTiles, 2>(args, stream);

@@ -293,6 +293,13 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
+// Group 64: 1 tile of 2 steps (two groups a chunk).
+INSTANTIATE_TEST_SUITE_P(
+    Warps12Group64, GemvShapes,
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12}),
+                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
+                       ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(64))),
+    gemv_case_name);
 
 // Scaled weights up to M = 8, per group size; staged A (group 128): the
 // chunks of 33 64-k steps fall unevenly on the warps, the staged rows past
@@ -335,17 +342,19 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(int64_t(128))),
     gemv_case_name);
 
-// Folded with A staged (group 128, 2 tiles and 16 warps): the chunk's
-// tiles one after another, one m-tile up to M = 8 and two up to 16.
+// Folded with A staged (group 128, 2 tiles; 16 warps, or 8 at M = 9..16):
+// the chunk's tiles one after another, one m-tile up to M = 8 and two up
+// to 16.
 INSTANTIATE_TEST_SUITE_P(
     Folded8Staged, GemvShapes,
     ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}), kScaledM8,
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
-// (K = 640: 5 chunks, so that 11 of 16 warps have none and add zeros.)
+// (K = 640: 5 chunks, so that 11 of 16 warps (3 of 8) have none and add
+// zeros.)
 INSTANTIATE_TEST_SUITE_P(
     Folded16Staged, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}),
+    ::testing::Combine(::testing::Values(GemvShape{2, 2, 16, true}, GemvShape{2, 2, 8, true}),
                        ::testing::Values(Shape{9, 40, 1280}, Shape{13, 136, 4224}, Shape{16, 300, 4352},
                                          Shape{12, 72, 640}),
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
@@ -378,7 +387,7 @@ TEST(CudaKernels, GemvFoldedBiasWithPositiveActivations) {
   SKIP_WITHOUT_GPU();
   const std::pair<GemvShape, int64_t> cases[] = {
       {GemvShape{1, 2}, 4},           {GemvShape{4, 2, 16}, 4},      {GemvShape{2, 2, 16, true}, 8},
-      {GemvShape{2, 2, 16, true}, 16}};
+      {GemvShape{2, 2, 16, true}, 16}, {GemvShape{2, 2, 8, true}, 16}};
   for (const auto& [gemv, m] : cases) {
     SCOPED_TRACE(::testing::PrintToString(gemv) + " M=" + std::to_string(m));
     const int64_t n = 136, k = 16384;
@@ -406,14 +415,14 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
                "gemv_mma_with: staged A needs 16-byte aligned rows of A (lda % 8 == 0, A 16-byte aligned), "
                "got lda=260");
   args.lda = 256;
-  // Staged A: scaled, or folded with 2 tiles, 2 steps and 16 warps (group
-  // 128).
+  // Staged A: scaled, or folded with 2 tiles and 2 steps, 16 warps or (M =
+  // 9..16) 8 (group 128).
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 16, true}); },
                "steps=4, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16, true}); },
                "tiles=4, steps=2, warps=16, staged_a=true, scaled_w=false, buffers=1 at M=12");
-  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true}); },
-               "tiles=2, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=12");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 8, true}); },
+               "tiles=2, steps=4, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 8, true}); },
                "tiles=4, steps=2, warps=8, staged_a=true, scaled_w=false, buffers=1 at M=12");
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 8, true, true}); },
@@ -448,13 +457,17 @@ TEST(CudaKernels, GemvShapeOutOfRange) {
   args.group_size = 64;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{4, 2, 16}); },
                "warps=16, staged_a=false, scaled_w=false, buffers=1 at M=8, group_size=64");
-  // 12 warps: folded, 1 tile with 2 or 4 steps or 2 tiles with 2, M <= 4,
-  // group 128.
+  // 12 warps: folded, M <= 4, 1 tile with 2 or 4 steps or 2 tiles with 2
+  // (group 128), 1 tile with 2 (group 64).
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12}); },
                "tiles=2, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=1 at M=8, group_size=64");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 2, 12}); },
+               "tiles=1, steps=2, warps=12, staged_a=false, scaled_w=false, buffers=1 at M=8, group_size=64");
   args.m = 4;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 2, 12}); }, "warps=12, staged_a=false, "
                "scaled_w=false, buffers=1 at M=4, group_size=64");
+  expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{1, 4, 12}); },
+               "tiles=1, steps=4, warps=12, staged_a=false, scaled_w=false, buffers=1 at M=4, group_size=64");
   args.group_size = 256;
   expect_error([&] { detail::cuda::gemv_mma_with(args, GemvShape{2, 4, 12}); }, "warps=12, staged_a=false, "
                "scaled_w=false, buffers=1 at M=4, group_size=256");

@@ -293,9 +293,9 @@ bool gemv_built(const MmArgs& args, const GemvShape& s) {
   const bool staged16 = group == 128 && args.m <= 16 && s.tiles == 2 && s.steps == 2 && s.warps == 2 * kGemvWarps;
   if (!s.scaled_w) {
     // ... and folded with 8 warps at M = 9..16.
-    const bool staged8 = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 2 && s.steps == 2 &&
-                         s.warps == kGemvWarps;
-    if (s.staged_a) return staged16 || staged8;
+    const bool staged8_warps = group == 128 && args.m > 8 && args.m <= 16 && s.tiles == 2 && s.steps == 2 &&
+                               s.warps == kGemvWarps;
+    if (s.staged_a) return staged16 || staged8_warps;
     const bool tiles_ok = args.m <= 8    ? s.tiles == 1 || s.tiles == 2 || s.tiles == 4
                           : args.m <= 16 ? s.tiles == 2 || s.tiles == 4
                                          : s.tiles == 1;
@@ -357,9 +357,10 @@ void launch_mma(const MmArgs& args, cudaStream_t stream) {
   // Blocks per SM the registers must allow: the most each shape fits
   // without spills on sm_90a, or the faster of two that do (v6); 16 warps:
   // one block, but two with 1 tile; 12 warps, two chunks a warp, or A
-  // staged at 16 rows with 8 warps (2 or 4 tiles): two. 8 warps with 1 tile of 2
-  // steps (group 128, or scaled): four, the 64 registers it took unbounded
-  // before v27's whole chunks (which need 68-72 without the bound).
+  // staged at 16 rows with 8 warps (2 or 4 tiles): two. 8 warps with 1
+  // tile of 2 steps (group 128, or scaled): four, the 64 registers it took
+  // unbounded before v27's whole chunks (which need 68-72 without the
+  // bound).
   constexpr int kFragments = kTiles * kMTiles;
   constexpr bool kOneShortTile = kFragments == 1 && kSteps == 2 && (kGroup == 128 || kScaledW);
   constexpr bool kStaged16 = kMTiles == 2 && kStagedA && kWarps == kGemvWarps;  // two per SM

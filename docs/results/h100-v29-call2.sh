@@ -20,11 +20,6 @@ if [ $part != tables ]; then
   tests racecheck 60 '*Folded8Staged*k4224*bfloat16*:*Scaled8Group128*t2_s2_w16*k4224*bfloat16*' \
     'compute-sanitizer --tool racecheck --error-exitcode 9'
 fi
-bench() {  # dir variant dtype round M (group $G)
-  timeout 90 $(variant_cmd $2) bench --backend cuda --shapes $S --m $5 --dtype $3 --group-size ${G:-128} \
-    --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1
-  echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
-}
 N=/tmp/bin/new
 variant_cmd() {
   case $1 in

@@ -5,16 +5,11 @@
 # both dtypes. Carry: build/carry.tar.xz: new/ rebuilt.
 source docs/results/h100-v23-lib.sh  # unpacks the carry into /tmp/bin; $R, pack
 tests suite 150 '*'
-bench() {  # dir variant dtype round M (group 64)
-  timeout 60 $(variant_cmd $2) bench --backend cuda --shapes $S --m $5 --dtype $3 --group-size 64 \
-    --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1
-  echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
-}
 variant_cmd() {
   case $1 in
     new) echo /tmp/bin/new/int4mm ;;
     g64off) echo env INT4MM_GEMV64_FOLDED=0 /tmp/bin/new/int4mm ;;
   esac
 }
-S=8192x8192,28672x8192,8192x28672
+S=8192x8192,28672x8192,8192x28672 G=64
 ab g64 g64off new 1,2,4 bf16,fp16

@@ -17,11 +17,6 @@ tests memcheck 150 '*Folded16Staged*w8*:*Warps12Group64*:*GemvFoldedBiasWithPosi
   'compute-sanitizer --tool memcheck --error-exitcode 9'
 tests racecheck 90 '*Folded16Staged*w8*k4224*bfloat16*:*Warps12Group64*k4736*bfloat16*' \
   'compute-sanitizer --tool racecheck --error-exitcode 9'
-bench() {  # dir variant dtype round M (group $G)
-  timeout 90 $(variant_cmd $2) bench --backend cuda --shapes $S --m $5 --dtype $3 --group-size ${G:-128} \
-    --json $R/$1/$2-$3-$4.json > $R/$1/$2-$3-$4.txt 2>&1
-  echo "$1: $2 $3 round $4 exit $? ($SECONDS s)"
-}
 N=/tmp/bin/new
 variant_cmd() {
   case $1 in

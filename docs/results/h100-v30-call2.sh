@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (Superseded by docs/results/h100-v31-call1.sh, with v30.2 as its pfw.)
 # v30 call 2 (written in the thirty-first session, not run: no device was
 # lent after call 1): v30.2, the 16-row kernels with A staged prefetching a
 # warp's next chunk of weights into L2 (docs/results/v30-prefetch.patch),
@@ -42,11 +43,4 @@ if [ $part != tables ]; then
 fi
 [ $part = checks ] && exit 0
 tables
-echo "== ncu ($SECONDS s)"
-if [ $SECONDS -lt 520 ]; then
-  timeout 60 ncu --clock-control none --set full -k regex:gemv_mma --launch-count 1 -f -o /tmp/prof-bf16 \
-    $N/int4mm bench --backend cuda --shapes 8192x28672 --m 16 --dtype bf16 > /tmp/ncu-bf16.log 2>&1 || tail -5 /tmp/ncu-bf16.log
-  ncu -i /tmp/prof-bf16.ncu-rep --page details > $R/ncu-details-bf16.txt 2>&1
-  ncu -i /tmp/prof-bf16.ncu-rep --page source --print-source sass --csv > $R/ncu-src-bf16.csv 2>&1
-  echo "ncu ($SECONDS s)"; pack
-fi
+gemv_profile bf16 8192x28672 16

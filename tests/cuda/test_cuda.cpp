@@ -276,12 +276,14 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
+// M <= 4 in blocks of 12 or 16 warps: fewer chunks than warps (1280 k),
+// more (2816 k), and a K that ends inside a chunk (4736 k).
+const auto kWideBlocksM4 = ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816});
 // 16 warps with 1 tile (M <= 4, group 128, two blocks per SM): 1280 k in
 // 10 chunks leaves 6 warps without one, 4736 k ends inside a chunk.
 INSTANTIATE_TEST_SUITE_P(
     Warps16OneTile, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{1, 2, 16}),
-                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 16}), kWideBlocksM4,
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 
@@ -289,15 +291,13 @@ INSTANTIATE_TEST_SUITE_P(
 // without one, 4736 k gives some warps 2 chunks of 4 steps and others 1.
 INSTANTIATE_TEST_SUITE_P(
     Warps12, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12}, GemvShape{1, 4, 12}, GemvShape{2, 2, 12}),
-                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12}, GemvShape{1, 4, 12}, GemvShape{2, 2, 12}), kWideBlocksM4,
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(128))),
     gemv_case_name);
 // Group 64: 1 tile of 2 steps (two groups a chunk).
 INSTANTIATE_TEST_SUITE_P(
     Warps12Group64, GemvShapes,
-    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12}),
-                       ::testing::Values(Shape{1, 100, 1280}, Shape{4, 72, 4736}, Shape{3, 40, 2816}),
+    ::testing::Combine(::testing::Values(GemvShape{1, 2, 12}), kWideBlocksM4,
                        ::testing::Values(DType::kFloat16, DType::kBFloat16), ::testing::Values(int64_t(64))),
     gemv_case_name);
 
